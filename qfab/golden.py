@@ -1,0 +1,117 @@
+"""Golden integer executor: the reference every other level is compared against.
+
+It runs the IR in NumPy with int64 arithmetic (the accumulator range is checked to fit)
+and keeps every node's output, so a mismatch can be located at its first layer,
+channel and vector rather than only at the logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from qfab.errors import IRError
+from qfab.ir import Graph, Node
+from qfab.ranges import node_ranges
+
+
+@dataclass
+class GoldenResult:
+    """Every node's output for a batch: integers for hardware nodes, float32 logits."""
+
+    outputs: dict[str, np.ndarray]
+    logits: np.ndarray
+
+    @property
+    def prediction(self) -> np.ndarray:
+        return np.argmax(self.logits, axis=1)
+
+
+def quantize_input(node: Node, x: np.ndarray) -> np.ndarray:
+    """``clip(round_half_even(x / scale), lo, hi)`` in float32, as Brevitas computes it.
+
+    Dividing by a power-of-two scale is exact in float32, and NumPy's ``rint`` rounds
+    half to even like ``torch.round``, so the integers equal Brevitas' ``int()`` values.
+    """
+    bits, signed = int(node.attrs["bits"]), bool(node.attrs["signed"])
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    q = np.rint(x.astype(np.float32) / np.float32(node.attrs["scale"]))
+    return np.clip(q, lo, hi).astype(np.int64)
+
+
+def dense(node: Node, x: np.ndarray) -> np.ndarray:
+    """Integer matrix product ``x @ W.T (+ bias)`` in int64."""
+    acc = x.astype(np.int64) @ node.tensors["weight"].astype(np.int64).T
+    if "bias" in node.tensors:
+        acc = acc + node.tensors["bias"].astype(np.int64)
+    return acc
+
+
+def multi_threshold(node: Node, acc: np.ndarray) -> np.ndarray:
+    """``offset + number of thresholds reached`` per channel (``acc >= T``)."""
+    t = node.tensors["thresholds"].astype(np.int64)
+    return (acc[:, :, None] >= t[None, :, :]).sum(axis=2).astype(np.int64) + int(node.attrs["offset"])
+
+
+def output_dequant(node: Node, acc: np.ndarray) -> np.ndarray:
+    """``float32(acc) * scale + bias`` in float32, the only float step after the input."""
+    return acc.astype(np.float32) * node.tensors["scale"].astype(np.float32) + node.tensors[
+        "bias"
+    ].astype(np.float32)
+
+
+def run_golden(graph: Graph, x: np.ndarray) -> GoldenResult:
+    """Execute ``graph`` on float inputs ``x`` of shape ``[N, features]``."""
+    first = graph.nodes[0]
+    feats = int(first.attrs["features"])
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != feats:
+        raise IRError(f"golden: input shape {x.shape}, graph expects [N, {feats}]")
+    return run_golden_int(graph, quantize_input(first, x))
+
+
+def run_golden_int(graph: Graph, x_int: np.ndarray) -> GoldenResult:
+    """Execute ``graph`` from already-quantized input integers (what the hardware sees)."""
+    ranges = node_ranges(graph)
+    worst = max(max(abs(r.min), abs(r.max)) for r in ranges.values())
+    if worst >= 2**62:
+        raise IRError(f"golden: accumulator range {worst} does not fit int64")
+    outs: dict[str, np.ndarray] = {graph.nodes[0].name: np.asarray(x_int, dtype=np.int64)}
+    logits = None
+    for n in graph.nodes[1:]:
+        x = outs[n.inputs[0]]
+        if n.op == "Dense":
+            outs[n.name] = dense(n, x)
+        elif n.op == "MultiThreshold":
+            outs[n.name] = multi_threshold(n, x)
+        elif n.op == "OutputDequant":
+            logits = output_dequant(n, x)
+            outs[n.name] = logits
+        else:  # validate() guarantees the op set; a new op must be added here
+            raise IRError(f"golden: op {n.op} of node '{n.name}' is not implemented")
+    if logits is None:
+        raise IRError("golden: graph has no OutputDequant node")
+    return GoldenResult(outs, logits)
+
+
+def hardware_output(graph: Graph) -> Node:
+    """The last integer node: what the generated hardware streams out."""
+    last = graph.nodes[-1]
+    return graph.node(last.inputs[0]) if last.op == "OutputDequant" else last
+
+
+def first_mismatch(
+    expected: np.ndarray, actual: np.ndarray, layer: str
+) -> tuple[str, int, int, int, int] | None:
+    """First differing (layer, vector, channel, expected, actual), or None if equal.
+
+    Both arrays are ``[vectors, channels]`` integers; comparison is exact.
+    """
+    if expected.shape != actual.shape:
+        raise IRError(f"{layer}: shape {actual.shape} differs from golden {expected.shape}")
+    diff = np.argwhere(expected != actual)
+    if diff.size == 0:
+        return None
+    v, c = (int(i) for i in diff[0])
+    return layer, v, c, int(expected[v, c]), int(actual[v, c])

@@ -1,0 +1,225 @@
+"""The qfab IR: a small graph of integer operators, stored as one ``.qfab.npz`` file.
+
+The IR is the contract between stages (see ARCHITECTURE.md): training exports it, the
+golden model executes it, the hardware generator maps it, boards deploy it. Nothing a
+later stage needs may live anywhere else.
+
+File layout: a NumPy ``.npz`` archive holding
+
+* ``header.json`` – a UTF-8 JSON document as a ``uint8`` array: format version,
+  free-form ``meta`` and the node list (name, op, inputs, attrs, tensor names);
+* one array per node tensor, named ``"<node>/<tensor>"``.
+
+Nodes are kept in topological order and name their inputs, so chains (the common case)
+and later graphs with skips or concatenations share one format.
+
+Operators (all hardware tensors are integers; floats only at the two ends):
+
+``InputQuant``
+    float input -> integers: ``clip(round_half_even(x / scale), lo, hi)``; attrs
+    ``bits``, ``signed``, ``scale`` (a power of two for an exact pipeline), ``features``.
+``Dense``
+    ``acc = x @ weight.T (+ bias)``; tensors ``weight`` (int, ``[out, in]``) and
+    optional ``bias`` (int, in accumulator units); attrs ``weight_bits``.
+``MultiThreshold``
+    per channel ``c``: ``out = offset + #{k : acc >= thresholds[c, k]}``; tensor
+    ``thresholds`` (int, ``[C, 2**out_bits - 1]``, sorted per row); attrs ``out_bits``,
+    ``offset``. Bias, batch norm, scales and the activation quantizer are folded in here.
+``OutputDequant``
+    ``logits = float32(acc) * scale + bias``; tensors ``scale`` and ``bias`` (float32, ``[C]``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qfab.errors import IRError
+
+FORMAT_VERSION = 1
+
+#: For each op: required attrs, required tensors, optional tensors.
+OP_SCHEMA: dict[str, tuple[set[str], set[str], set[str]]] = {
+    "InputQuant": ({"bits", "signed", "scale", "features"}, set(), set()),
+    "Dense": ({"weight_bits"}, {"weight"}, {"bias"}),
+    "MultiThreshold": ({"out_bits", "offset"}, {"thresholds"}, set()),
+    "OutputDequant": (set(), {"scale", "bias"}, set()),
+}
+
+
+@dataclass
+class Node:
+    """One operator: its name, op type, input node names, JSON attrs and arrays."""
+
+    name: str
+    op: str
+    inputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Graph:
+    """Nodes in topological order plus free-form metadata (data set, training, scales)."""
+
+    nodes: list[Node]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def node(self, name: str) -> Node:
+        """Return the node called ``name``; raise :class:`IRError` naming the known ones."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise IRError(f"no node '{name}' in graph (nodes: {[n.name for n in self.nodes]})")
+
+    def consumers(self, name: str) -> list[Node]:
+        """Nodes that read the output of ``name``."""
+        return [n for n in self.nodes if name in n.inputs]
+
+    def validate(self, where: str = "graph") -> Graph:
+        """Check the contract: known ops, attrs/tensors present, topological order, shapes."""
+        seen: set[str] = set()
+        for n in self.nodes:
+            loc = f"{where}: node '{n.name}' ({n.op})"
+            if n.op not in OP_SCHEMA:
+                raise IRError(f"{loc}: unknown op; allowed: {sorted(OP_SCHEMA)}")
+            if n.name in seen:
+                raise IRError(f"{loc}: duplicate node name")
+            req_attrs, req_tensors, opt_tensors = OP_SCHEMA[n.op]
+            if missing := req_attrs - n.attrs.keys():
+                raise IRError(f"{loc}: missing attrs {sorted(missing)}")
+            if missing := req_tensors - n.tensors.keys():
+                raise IRError(f"{loc}: missing tensors {sorted(missing)}")
+            if extra := n.tensors.keys() - req_tensors - opt_tensors:
+                raise IRError(f"{loc}: unexpected tensors {sorted(extra)}")
+            for inp in n.inputs:
+                if inp not in seen:
+                    raise IRError(f"{loc}: input '{inp}' is not an earlier node")
+            if n.op == "InputQuant" and n.inputs:
+                raise IRError(f"{loc}: InputQuant takes the graph input, not {n.inputs}")
+            if n.op != "InputQuant" and len(n.inputs) != 1:
+                raise IRError(f"{loc}: expects exactly one input, got {n.inputs}")
+            _check_node_tensors(n, loc)
+            seen.add(n.name)
+        if not self.nodes or self.nodes[0].op != "InputQuant":
+            raise IRError(f"{where}: the first node must be InputQuant")
+        _check_channel_counts(self, where)
+        return self
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically: a temp file in the same folder, then rename."""
+        self.validate(str(path))
+        path = Path(path)
+        header = {
+            "format": "qfab-ir",
+            "version": FORMAT_VERSION,
+            "meta": self.meta,
+            "nodes": [
+                {"name": n.name, "op": n.op, "inputs": n.inputs, "attrs": n.attrs,
+                 "tensors": sorted(n.tensors)}
+                for n in self.nodes
+            ],
+        }
+        arrays = {f"{n.name}/{k}": v for n in self.nodes for k, v in n.tensors.items()}
+        arrays["header.json"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez_compressed(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Graph:
+        """Read and validate an IR file; every problem is an :class:`IRError` naming it."""
+        path = Path(path)
+        if not path.is_file():
+            raise IRError(f"{path}: IR file not found")
+        try:
+            data = np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
+            header = json.loads(bytes(data["header.json"]).decode())
+        except (OSError, ValueError, KeyError) as exc:
+            raise IRError(f"{path}: not a qfab IR file ({exc})") from None
+        if header.get("format") != "qfab-ir" or header.get("version") != FORMAT_VERSION:
+            raise IRError(
+                f"{path}: format {header.get('format')!r} version {header.get('version')!r};"
+                f" this qfab reads qfab-ir version {FORMAT_VERSION}"
+            )
+        nodes = []
+        for h in header["nodes"]:
+            try:
+                tensors = {k: data[f"{h['name']}/{k}"] for k in h["tensors"]}
+            except KeyError as exc:
+                raise IRError(f"{path}: node '{h['name']}' lacks array {exc}") from None
+            nodes.append(Node(h["name"], h["op"], list(h["inputs"]), h["attrs"], tensors))
+        return cls(nodes, header.get("meta", {})).validate(str(path))
+
+
+def _check_node_tensors(n: Node, loc: str) -> None:
+    if n.op == "Dense":
+        w = n.tensors["weight"]
+        if w.ndim != 2 or not np.issubdtype(w.dtype, np.integer):
+            raise IRError(f"{loc}: weight must be a 2-D integer array, got {w.dtype}{w.shape}")
+        bits = int(n.attrs["weight_bits"])
+        lo, hi = weight_range(bits)
+        if w.size and (w.min() < lo or w.max() > hi):
+            raise IRError(f"{loc}: weights outside [{lo}, {hi}] for weight_bits={bits}")
+        if "bias" in n.tensors and n.tensors["bias"].shape != (w.shape[0],):
+            raise IRError(f"{loc}: bias shape {n.tensors['bias'].shape} != ({w.shape[0]},)")
+    elif n.op == "MultiThreshold":
+        t = n.tensors["thresholds"]
+        nt = 2 ** int(n.attrs["out_bits"]) - 1
+        if t.ndim != 2 or t.shape[1] != nt or not np.issubdtype(t.dtype, np.integer):
+            raise IRError(f"{loc}: thresholds must be integer [C, {nt}], got {t.dtype}{t.shape}")
+        if np.any(np.diff(t, axis=1) < 0):
+            raise IRError(f"{loc}: thresholds must be sorted ascending per channel")
+    elif n.op == "OutputDequant":
+        if n.tensors["scale"].shape != n.tensors["bias"].shape:
+            raise IRError(f"{loc}: scale and bias shapes differ")
+
+
+def weight_range(bits: int) -> tuple[int, int]:
+    """Integer range of a ``bits``-wide signed weight.
+
+    1 bit means bipolar {-1, +1}; otherwise narrow-range signed
+    ``[-(2^(b-1) - 1), 2^(b-1) - 1]`` (Brevitas' default for weights), which keeps the
+    range symmetric so a weight row can be negated without growing.
+    """
+    if bits == 1:
+        return -1, 1
+    return -(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1
+
+
+def channels_of(graph: Graph, name: str) -> int:
+    """Number of channels (features) produced by node ``name``."""
+    n = graph.node(name)
+    if n.op == "InputQuant":
+        return int(n.attrs["features"])
+    if n.op == "Dense":
+        return int(n.tensors["weight"].shape[0])
+    return channels_of(graph, n.inputs[0])
+
+
+def _check_channel_counts(graph: Graph, where: str) -> None:
+    for n in graph.nodes[1:]:
+        c_in = channels_of(graph, n.inputs[0])
+        loc = f"{where}: node '{n.name}' ({n.op})"
+        if n.op == "Dense" and n.tensors["weight"].shape[1] != c_in:
+            raise IRError(f"{loc}: weight has {n.tensors['weight'].shape[1]} inputs, "
+                          f"input '{n.inputs[0]}' gives {c_in}")
+        if n.op == "MultiThreshold" and n.tensors["thresholds"].shape[0] != c_in:
+            raise IRError(f"{loc}: {n.tensors['thresholds'].shape[0]} threshold rows for "
+                          f"{c_in} channels")
+        if n.op == "OutputDequant" and n.tensors["scale"].shape != (c_in,):
+            raise IRError(f"{loc}: scale shape {n.tensors['scale'].shape} != ({c_in},)")

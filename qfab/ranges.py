@@ -1,0 +1,93 @@
+"""Integer value ranges and the bit widths derived from them.
+
+Every width in qfab (accumulators, stream elements, threshold words) comes from here,
+computed from the actual weights and input ranges, so the hardware can never overflow
+and never carries a bit it does not need. Ranges are per channel and exact: for a
+dot product with weights ``w`` and inputs in ``[lo, hi]``, the extreme values are
+``sum_j min(w_j*lo, w_j*hi)`` and ``sum_j max(w_j*lo, w_j*hi)``, both reachable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from qfab.ir import Graph, Node
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """Per-channel inclusive integer bounds ``lo[c] <= value[c] <= hi[c]``."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @property
+    def min(self) -> int:
+        return int(self.lo.min())
+
+    @property
+    def max(self) -> int:
+        return int(self.hi.max())
+
+    @property
+    def signed(self) -> bool:
+        return self.min < 0
+
+    @property
+    def bits(self) -> int:
+        """Smallest width holding every value (two's complement if any is negative)."""
+        return bits_for(self.min, self.max)
+
+
+def bits_for(lo: int, hi: int) -> int:
+    """Bits of the narrowest integer type holding ``[lo, hi]``.
+
+    Unsigned when ``lo >= 0`` (``hi < 2^b``), else two's complement
+    (``-2^(b-1) <= lo`` and ``hi < 2^(b-1)``). At least 1.
+    """
+    if lo >= 0:
+        return max(1, int(hi).bit_length())
+    return max(int(hi).bit_length(), int(-lo - 1).bit_length()) + 1
+
+
+def dense_acc_range(node: Node, x: IntRange) -> IntRange:
+    """Exact accumulator range of a Dense node fed by inputs in ``x`` (per input channel)."""
+    w = node.tensors["weight"].astype(np.int64)
+    a = w * x.lo[None, :]
+    b = w * x.hi[None, :]
+    lo = np.minimum(a, b).sum(axis=1)
+    hi = np.maximum(a, b).sum(axis=1)
+    if "bias" in node.tensors:
+        bias = node.tensors["bias"].astype(np.int64)
+        lo, hi = lo + bias, hi + bias
+    return IntRange(lo, hi)
+
+
+def node_ranges(graph: Graph) -> dict[str, IntRange]:
+    """Output range of every integer node (OutputDequant is float and is skipped)."""
+    out: dict[str, IntRange] = {}
+    for n in graph.nodes:
+        if n.op == "InputQuant":
+            bits, feats = int(n.attrs["bits"]), int(n.attrs["features"])
+            lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if n.attrs["signed"] else (0, 2**bits - 1)
+            out[n.name] = IntRange(np.full(feats, lo, np.int64), np.full(feats, hi, np.int64))
+        elif n.op == "Dense":
+            out[n.name] = dense_acc_range(n, out[n.inputs[0]])
+        elif n.op == "MultiThreshold":
+            t = n.tensors["thresholds"]
+            off = int(n.attrs["offset"])
+            c = t.shape[0]
+            out[n.name] = IntRange(np.full(c, off, np.int64), np.full(c, off + t.shape[1], np.int64))
+    return out
+
+
+def threshold_bits(node: Node, acc: IntRange) -> int:
+    """Width of the compare in a threshold unit: accumulator and thresholds must both fit.
+
+    Exported thresholds lie in ``[acc.lo, acc.hi + 1]`` (``hi + 1`` = never reached), so
+    one extra value beyond the accumulator range may be needed.
+    """
+    t = node.tensors["thresholds"]
+    return bits_for(min(acc.min, int(t.min())), max(acc.max, int(t.max())))
