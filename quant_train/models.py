@@ -1,0 +1,91 @@
+"""Brevitas model zoo. For now: the quantized MLP of the end-to-end flow.
+
+Every quantizer uses a power-of-two ("fixed point") scale, as FINN-style flows do. Then
+each float32 product and sum in the Brevitas forward is exact as long as the integer
+accumulator fits in float32's 24-bit mantissa, which is what makes
+"Brevitas == golden on every vector" provable rather than lucky (ARCHITECTURE.md).
+For the same reason hidden ``QuantLinear`` layers have no bias (batch norm's shift
+replaces it) and the output layer's bias is quantized onto the accumulator's scale
+(``Int32Bias``), so the logits are exact too.
+"""
+
+from __future__ import annotations
+
+import torch
+from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
+from brevitas.quant import (
+    Int8WeightPerTensorFixedPoint,
+    Int32Bias,
+    Uint8ActPerTensorFixedPoint,
+    Uint8ActPerTensorFixedPointMaxInit,
+)
+from torch import nn
+
+
+class QuantMLP(nn.Module):
+    """``QuantIdentity -> [QuantLinear -> BatchNorm1d -> QuantReLU]* -> QuantLinear``.
+
+    Inputs are expected in [0, 1] and quantized unsigned to ``input_bits``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden: list[int],
+        classes: int,
+        *,
+        weight_bits: int,
+        act_bits: int,
+        input_bits: int,
+    ) -> None:
+        super().__init__()
+        self.input_quant = QuantIdentity(
+            act_quant=Uint8ActPerTensorFixedPointMaxInit,
+            bit_width=input_bits,
+            # (2^b - 1) / 2^b makes the power-of-two scale exactly 2^-b: all b bits used.
+            max_val=1.0 - 2.0**-input_bits,
+            return_quant_tensor=True,
+        )
+        self.linears = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.acts = nn.ModuleList()
+        width = in_features
+        for h in hidden:
+            self.linears.append(
+                QuantLinear(width, h, bias=False, weight_quant=Int8WeightPerTensorFixedPoint,
+                            weight_bit_width=weight_bits)
+            )
+            self.norms.append(nn.BatchNorm1d(h))
+            self.acts.append(
+                QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=act_bits,
+                          return_quant_tensor=True)
+            )
+            width = h
+        self.classifier = QuantLinear(
+            width, classes, bias=True, weight_quant=Int8WeightPerTensorFixedPoint,
+            weight_bit_width=weight_bits, bias_quant=Int32Bias,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.input_quant(x)
+        for linear, norm, act in zip(self.linears, self.norms, self.acts, strict=True):
+            q = act(norm(linear(q)))
+        out = self.classifier(q)
+        return out.value if hasattr(out, "value") else out
+
+
+class FloatMLP(nn.Module):
+    """The same topology in float32: the accuracy baseline the report compares against."""
+
+    def __init__(self, in_features: int, hidden: list[int], classes: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h, bias=False), nn.BatchNorm1d(h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

@@ -1,0 +1,87 @@
+"""Level 1 of the equality: Brevitas (eval) == golden, integer for integer, on every vector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from qfab.errors import ExportError
+from qfab.golden import run_golden
+from quant_train.equality import compare_brevitas_to_golden
+from quant_train.export_ir import export_mlp
+from quant_train.models import QuantMLP
+from quant_train.train import TrainSettings, predict, seed_everything, train_classifier
+
+
+def trained(digits, hidden, wb, ab, epochs=3, seed=0):
+    seed_everything(seed)  # weight initialization is part of what the seed fixes
+    model = QuantMLP(digits.features, hidden, digits.classes, weight_bits=wb, act_bits=ab,
+                     input_bits=8)
+    return train_classifier(model, digits.x_train, digits.y_train,
+                            TrainSettings(epochs=epochs, seed=seed))
+
+
+@pytest.mark.parametrize(("wb", "ab"), [(2, 2), (3, 3), (4, 4), (8, 8), (2, 8), (8, 2)])
+def test_golden_equals_brevitas_on_every_vector(digits, wb, ab):
+    model = trained(digits, [24, 13], wb, ab)
+    graph = export_mlp(model)
+    x = np.concatenate([digits.x_test, digits.x_train])
+    eq = compare_brevitas_to_golden(model, graph, x)
+    assert eq.vectors == len(x) == 1797
+    assert eq.mismatches == 0, eq.first_mismatch
+    assert graph.meta["float32_exact"]
+    # the integer widths really are the configured ones
+    dense = [n for n in graph.nodes if n.op == "Dense"]
+    assert [n.tensors["weight"].shape for n in dense] == [(24, 64), (13, 24), (10, 13)]
+    assert all(n.attrs["weight_bits"] == wb for n in dense)
+    assert np.abs(dense[0].tensors["weight"]).max() <= 2 ** (wb - 1) - 1
+
+
+def test_a_wrong_threshold_is_caught(digits):
+    """The check can fail: moving one threshold that matters gives mismatches."""
+    model = trained(digits, [24, 13], 2, 2)
+    graph = export_mlp(model)
+    x = digits.x_test
+    acc = run_golden(graph, x).outputs["fc0"]
+    t = graph.node("mt0").tensors["thresholds"]
+    # pick the (channel, level) whose threshold is hit exactly by some vector
+    hits = [(c, k) for c in range(t.shape[0]) for k in range(t.shape[1])
+            if np.any(acc[:, c] == t[c, k]) and (k + 1 == t.shape[1] or t[c, k + 1] > t[c, k])]
+    assert hits, "no accumulator lands exactly on a threshold"
+    c, k = hits[0]
+    t[c, k] += 1
+    eq = compare_brevitas_to_golden(model, graph, x)
+    assert eq.mismatches > 0
+    assert eq.first_mismatch["layer"] == "mt0" and eq.first_mismatch["channel"] == c
+
+
+def test_negative_batchnorm_slope_is_exported_exactly(digits):
+    model = trained(digits, [16], 3, 2, epochs=2)
+    with torch.no_grad():
+        model.norms[0].weight[::2] *= -1  # half the channels now fall with the accumulator
+    graph = export_mlp(model)
+    eq = compare_brevitas_to_golden(model, graph, digits.x_test)
+    assert eq.mismatches == 0, eq.first_mismatch
+    # the flipped channels carry negated weight rows
+    w_ir = graph.node("fc0").tensors["weight"]
+    w_bv = model.linears[0].quant_weight().int().numpy()
+    np.testing.assert_array_equal(w_ir[::2], -w_bv[::2])
+    np.testing.assert_array_equal(w_ir[1::2], w_bv[1::2])
+
+
+def test_training_is_deterministic_for_a_seed(digits):
+    a = predict(trained(digits, [16], 2, 2, epochs=2, seed=3), digits.x_test)
+    b = predict(trained(digits, [16], 2, 2, epochs=2, seed=3), digits.x_test)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_non_power_of_two_scale_is_refused(digits):
+    from brevitas.nn import QuantLinear
+    from brevitas.quant import Int8WeightPerTensorFloat
+
+    model = trained(digits, [16], 2, 2, epochs=1)
+    model.linears[0] = QuantLinear(64, 16, bias=False, weight_quant=Int8WeightPerTensorFloat,
+                                   weight_bit_width=2)
+    with pytest.raises(ExportError, match="fc0.weight.*power of two"):
+        export_mlp(model)
