@@ -78,15 +78,30 @@ class SynthConfig(Section):
     part: str = "xc7z020"
 
 
+class DatasetConfig(Section):
+    """``dataset: {name: mnist, path: data/mnist}`` for data sets read from files."""
+
+    name: Literal["digits", "mnist", "fashion_mnist", "cifar10", "npz"] = "digits"
+    path: str | None = None
+
+
 class Config(Section):
     """The whole config file."""
 
-    dataset: Literal["digits"] = "digits"
+    dataset: Literal["digits"] | DatasetConfig = "digits"
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     hw: HwConfig = Field(default_factory=HwConfig)
     sim: SimConfig = Field(default_factory=SimConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
+
+    @property
+    def dataset_name(self) -> str:
+        return self.dataset if isinstance(self.dataset, str) else self.dataset.name
+
+    @property
+    def dataset_path(self) -> str | None:
+        return None if isinstance(self.dataset, str) else self.dataset.path
 
 
 def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -97,13 +112,14 @@ def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             return None
         ann = model.model_fields[part].annotation
         model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-        if model is None and part == "folding":
-            model = FoldingConfig
+        if model is None:
+            model = {"folding": FoldingConfig, "dataset": DatasetConfig}.get(part)
     return model
 
 
 def _format_error(err: dict[str, Any], source: str) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in {"literal['auto']", "FoldingConfig"}))
+    branches = {"literal['auto']", "literal['digits']", "FoldingConfig", "DatasetConfig"}
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in branches))
     key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
     if err["type"] == "extra_forbidden":
         owner = _section_model(loc)
@@ -117,6 +133,8 @@ def _format_error(err: dict[str, Any], source: str) -> str:
 def _allowed(loc: tuple[Any, ...]) -> str:
     """'allowed: ...' from the field's own constraints, so messages never drift from the schema."""
     names = [p for p in loc if isinstance(p, str)]
+    if names == ["dataset"]:
+        return "allowed: 'digits' or a mapping {name: digits|mnist|fashion_mnist|cifar10|npz, path: ...}"
     if names[-2:] == ["hw", "folding"]:
         return "allowed: 'auto' or a mapping {pe: [...], simd: [...]} with one entry per layer"
     owner = _section_model(tuple(names))

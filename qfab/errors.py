@@ -34,3 +34,7 @@ class ToolError(QfabError):
 
 class MismatchError(QfabError):
     """Two levels that must be bit-exact differ; the message names the first difference."""
+
+
+class DataError(QfabError):
+    """A data set file is missing, truncated, mislabelled or in the wrong format."""

@@ -112,8 +112,8 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
 
     log = StageLog(console)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    with log.stage("data", f"data set '{cfg.dataset}'"):
-        data = load_dataset(cfg.dataset)
+    with log.stage("data", f"data set '{cfg.dataset_name}'"):
+        data = load_dataset(cfg.dataset_name, cfg.dataset_path)
     dims = layer_dims(data.features, cfg, data.classes)
     precheck_folding(cfg, dims)
     settings = TrainSettings(cfg.train.epochs, cfg.train.seed, cfg.train.lr, cfg.train.batch_size)

@@ -1,19 +1,34 @@
 """Data sets: arrays of float32 features in [0, 1] and int64 labels, already split.
 
 The embedded default is scikit-learn's ``load_digits`` (8x8 images, 10 classes,
-1,797 samples), shipped inside scikit-learn, so nothing is downloaded at run time.
-The split is stratified and seeded with a *fixed* seed, independent of the training
-seed: changing ``train.seed`` changes the model, never which images are test images.
+1,797 samples), shipped inside scikit-learn, so nothing is downloaded at run time. The
+other loaders read files the user supplies, in their original formats:
+
+* ``mnist`` / ``fashion_mnist``: the four IDX files (gzip or raw) of the official
+  distributions, in one folder;
+* ``cifar10``: the "python version" pickle batches (``data_batch_1..5``, ``test_batch``);
+* ``npz``: a NumPy archive with ``x`` and ``y`` (and optionally ``x_test``, ``y_test``).
+
+Every loader checks what it reads (magic numbers, declared vs. actual sizes, label
+counts and range) and names the file in its error, because a truncated download or a
+swapped labels file otherwise trains happily on garbage.
+
+Images are flattened to ``[N, H*W*C]`` in NHWC order (the IR's layout). Splits without
+a given test set are stratified with a *fixed* seed, independent of the training seed:
+changing ``train.seed`` changes the model, never which images are test images.
 """
 
 from __future__ import annotations
 
+import gzip
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from qfab.errors import ConfigError
+from qfab.errors import ConfigError, DataError
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
@@ -29,33 +44,193 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: int
+    image_shape: tuple[int, ...] = ()
 
     @property
     def features(self) -> int:
         return int(self.x_train.shape[1])
 
 
-def load_digits_dataset() -> Dataset:
-    """scikit-learn digits, pixel values 0..16 scaled to [0, 1], 80/20 stratified split."""
-    from sklearn.datasets import load_digits
+def _split(name: str, x: np.ndarray, y: np.ndarray, classes: int,
+           shape: tuple[int, ...] = ()) -> Dataset:
     from sklearn.model_selection import train_test_split
 
-    bunch = load_digits()
-    x = (bunch.data / 16.0).astype(np.float32)
-    y = bunch.target.astype(np.int64)
     x_tr, x_te, y_tr, y_te = train_test_split(
         x, y, test_size=TEST_FRACTION, stratify=y, random_state=SPLIT_SEED
     )
-    return Dataset("digits", x_tr, y_tr, x_te, y_te, classes=10)
+    return Dataset(name, x_tr, y_tr, x_te, y_te, classes, shape)
 
 
-LOADERS: dict[str, Callable[[], Dataset]] = {"digits": load_digits_dataset}
+def load_digits_dataset(path: Path | None = None) -> Dataset:
+    """scikit-learn digits, pixel values 0..16 scaled to [0, 1], 80/20 stratified split."""
+    from sklearn.datasets import load_digits
+
+    if path is not None:
+        raise ConfigError("dataset.path: digits is embedded in scikit-learn; give no path")
+    bunch = load_digits()
+    x = (bunch.data / 16.0).astype(np.float32)
+    return _split("digits", x, bunch.target.astype(np.int64), 10, (8, 8, 1))
 
 
-def load_dataset(name: str) -> Dataset:
+# ---------------------------------------------------------------- IDX (MNIST family)
+
+_IDX_TYPES = {0x08: np.uint8}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (gzip or raw): a big-endian header, then the array.
+
+    The header is ``0x00 0x00 <type> <ndim>`` and ``ndim`` big-endian uint32 sizes; the
+    payload must hold exactly the declared number of elements.
+    """
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: corrupt or truncated gzip ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {raw[:4].hex()})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims))
+    payload = len(raw) - header
+    if payload != expected:
+        raise DataError(f"{path}: header declares {dims} = {expected} bytes, file holds "
+                        f"{payload} (truncated or corrupt)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise DataError(f"{folder}: missing {stem}[.gz]")
+
+
+def _labels(images: np.ndarray, labels: np.ndarray, classes: int, where: str) -> np.ndarray:
+    if labels.ndim != 1:
+        raise DataError(f"{where}: labels must be 1-D, got shape {labels.shape}")
+    if len(labels) != len(images):
+        raise DataError(f"{where}: {len(images)} images but {len(labels)} labels "
+                        "(mismatched or mislabelled files)")
+    if len(labels) and labels.max() >= classes:
+        raise DataError(f"{where}: label {int(labels.max())} outside 0..{classes - 1}")
+    return labels.astype(np.int64)
+
+
+def load_idx_folder(name: str, folder: Path | None) -> Dataset:
+    """MNIST or Fashion-MNIST from the four official IDX files in ``folder``."""
+    if folder is None:
+        raise ConfigError(f"dataset.path: {name} needs the folder holding its IDX files")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: {name} folder not found")
+    parts = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        img_path = _find(folder, f"{prefix}-images-idx3-ubyte")
+        lbl_path = _find(folder, f"{prefix}-labels-idx1-ubyte")
+        images = read_idx(img_path)
+        if images.ndim != 3:
+            raise DataError(f"{img_path}: expected [N, rows, cols] images, got {images.shape}")
+        labels = _labels(images, read_idx(lbl_path), 10, f"{img_path.name} / {lbl_path.name}")
+        parts[split] = ((images.reshape(len(images), -1) / 255.0).astype(np.float32), labels)
+        shape = (*images.shape[1:], 1)
+    return Dataset(name, *parts["train"], *parts["test"], classes=10, image_shape=shape)
+
+
+# ---------------------------------------------------------------- CIFAR-10 (python pickles)
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"{path}: CIFAR-10 batch not found")
+    try:
+        with path.open("rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise DataError(f"{path}: not a CIFAR-10 python batch ({exc})") from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise DataError(f"{path}: a CIFAR-10 batch needs b'data' and b'labels' entries")
+    data = np.asarray(batch[b"data"])
+    if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
+        raise DataError(f"{path}: data must be uint8 [N, 3072], got {data.dtype}{data.shape}")
+    labels = _labels(data, np.asarray(batch[b"labels"]), 10, str(path))
+    # stored channel-planar (CHW); the IR is NHWC
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).reshape(len(data), -1)
+    return (images / 255.0).astype(np.float32), labels
+
+
+def load_cifar10(folder: Path | None) -> Dataset:
+    """CIFAR-10 from ``data_batch_1..5`` and ``test_batch`` (whichever train batches exist)."""
+    if folder is None:
+        raise ConfigError("dataset.path: cifar10 needs the folder 'cifar-10-batches-py'")
+    folder = Path(folder)
+    train = sorted(folder.glob("data_batch_*"))
+    if not train:
+        raise DataError(f"{folder}: no data_batch_* files")
+    xs, ys = zip(*(_cifar_batch(p) for p in train), strict=True)
+    x_te, y_te = _cifar_batch(folder / "test_batch")
+    return Dataset("cifar10", np.concatenate(xs), np.concatenate(ys), x_te, y_te, 10, (32, 32, 3))
+
+
+# ---------------------------------------------------------------- generic .npz
+
+
+def load_npz(path: Path | None) -> Dataset:
+    """``x`` [N, ...] in [0, 1] and integer ``y``; ``x_test``/``y_test`` or a fixed split."""
+    if path is None:
+        raise ConfigError("dataset.path: npz needs the .npz file")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        data = dict(np.load(path, allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a NumPy .npz archive ({exc})") from None
+    for key in ("x", "y"):
+        if key not in data:
+            raise DataError(f"{path}: missing array '{key}' (has {sorted(data)})")
+
+    def features(x: np.ndarray, key: str) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+        if x.size and (x.min() < 0 or x.max() > 1):
+            raise DataError(f"{path}: '{key}' must be scaled to [0, 1] "
+                            f"(found {x.min():g}..{x.max():g})")
+        return x
+
+    y = np.asarray(data["y"])
+    if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
+        raise DataError(f"{path}: 'y' must hold non-negative integer labels")
+    classes = int(max(y.max(), data.get("y_test", y).max())) + 1
+    x = features(data["x"], "x")
+    y = _labels(x, y, classes, str(path))
+    shape = tuple(int(s) for s in np.shape(data["x"])[1:])
+    if "x_test" in data or "y_test" in data:
+        if "x_test" not in data or "y_test" not in data:
+            raise DataError(f"{path}: give both 'x_test' and 'y_test' or neither")
+        x_te = features(data["x_test"], "x_test")
+        return Dataset(path.stem, x, y, x_te, _labels(x_te, data["y_test"], classes, str(path)),
+                       classes, shape)
+    return _split(path.stem, x, y, classes, shape)
+
+
+LOADERS: dict[str, Callable[[Path | None], Dataset]] = {
+    "digits": load_digits_dataset,
+    "mnist": lambda p: load_idx_folder("mnist", p),
+    "fashion_mnist": lambda p: load_idx_folder("fashion_mnist", p),
+    "cifar10": load_cifar10,
+    "npz": load_npz,
+}
+
+
+def load_dataset(name: str, path: str | Path | None = None) -> Dataset:
     """Load a data set by its config name; unknown names list the allowed ones."""
     try:
         loader = LOADERS[name]
     except KeyError:
         raise ConfigError(f"dataset: '{name}' is not known; allowed: {sorted(LOADERS)}") from None
-    return loader()
+    return loader(None if path is None else Path(path))

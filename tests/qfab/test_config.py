@@ -1,0 +1,82 @@
+"""Bad config -> one line naming the key and what is allowed, exit code 2, nothing in --out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from qfab.cli import main
+from qfab.config import load_config, parse_config
+from qfab.errors import ConfigError
+
+
+def test_defaults_match_the_issue_example():
+    cfg = parse_config({"dataset": "digits"})
+    assert cfg.model.hidden == [64, 64] and cfg.model.weight_bits == 2
+    assert cfg.hw.folding == "auto" and cfg.sim.simulator == "verilator"
+    assert cfg.synth.part == "xc7z020"
+
+
+def test_the_demo_config_is_valid():
+    cfg = load_config("examples/digits_mlp.yaml")
+    assert cfg.train.epochs == 40 and cfg.sim.vectors == 200
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"modle": {}}, "unknown key 'modle'; allowed here: dataset, model, train, hw, sim, synth"),
+        ({"model": {"hiden": [3]}}, "unknown key 'model.hiden'; allowed here: arch, hidden"),
+        ({"model": {"weight_bits": 0}}, "model.weight_bits = 0 is not allowed; allowed: 2..8"),
+        ({"model": {"act_bits": 33}}, "model.act_bits = 33 is not allowed; allowed: 2..8"),
+        ({"model": {"hidden": [64, 0]}}, "model.hidden[1] = 0 is not allowed; allowed: a list"),
+        ({"sim": {"simulator": "vcs"}}, "allowed: 'verilator', 'icarus'"),
+        ({"hw": {"folding": "manual"}}, "hw.folding = 'manual' is not allowed; allowed: 'auto'"),
+        ({"hw": {"folding": {"pe": [1]}}}, "hw.folding.simd"),
+    ],
+)
+def test_errors_name_key_and_allowed_values(data, expected):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "c.yaml")
+    msg = str(info.value)
+    assert expected in msg and "\n" not in msg and msg.startswith("c.yaml: ")
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file '.*nope.yaml' not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "model: {weight_bits: 33}\n",
+        "model: {hidden: [0]}\n",
+        "bogus: 1\n",
+        # PE 5 does not divide 24: refused before any training starts
+        "model: {hidden: [24, 13]}\nhw: {folding: {pe: [5, 1, 1], simd: [1, 1, 1]}}\n",
+        "model: {hidden: [24, 13]}\nhw: {folding: {pe: [1, 1], simd: [1, 1]}}\n",
+    ],
+)
+def test_cli_exits_2_with_one_line_and_leaves_no_output(tmp_path, capsys, text):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qfab: error: ") and len(err.splitlines()) == 1
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [cfg], "partial output left behind"
+
+
+def test_missing_config_file_exit_code_via_console_script(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "qfab.cli", "run", str(tmp_path / "x.yaml"),
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"qfab: error: config file '{tmp_path / 'x.yaml'}' not found"
