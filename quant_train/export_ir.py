@@ -104,7 +104,7 @@ def export_mlp(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
     """Turn a trained ``QuantMLP`` (eval mode is forced) into a validated IR graph."""
     model.eval()
     iq = model.input_quant.act_quant
-    in_scale = _power_of_two(float(iq.scale()), "input_quant")
+    in_scale = _power_of_two(float(iq.scale().detach()), "input_quant")
     in_bits, signed = int(iq.bit_width()), bool(iq.is_signed)
     features = int(model.linears[0].in_features if len(model.linears) else model.classifier.in_features)
     nodes = [Node("input", "InputQuant", [],
@@ -144,7 +144,7 @@ def export_mlp(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
         nodes.append(Node(f"mt{i}", "MultiThreshold", [f"fc{i}"],
                           {"out_bits": act_bits, "offset": 0}, {"thresholds": t}))
         prev = f"mt{i}"
-        x_scale = _power_of_two(float(act.act_quant.scale()), f"act{i}")
+        x_scale = _power_of_two(float(act.act_quant.scale().detach()), f"act{i}")
         x_range = IntRange(np.zeros(w.shape[0], np.int64),
                            np.full(w.shape[0], 2**act_bits - 1, np.int64))
 
