@@ -39,6 +39,7 @@ def train_classifier(
     y: np.ndarray,
     settings: TrainSettings,
     on_epoch: Callable[[int, float], None] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> nn.Module:
     """Adam + cross-entropy with a cosine learning-rate decay; returns the model in eval mode.
 
@@ -46,13 +47,16 @@ def train_classifier(
     before *building* the model too (:func:`seed_everything`) to fix its initial weights.
 
     ``on_epoch(epoch, mean_loss)`` is called after every epoch (progress display).
+    ``loss_fn(logits, labels, inputs)`` replaces cross-entropy (e.g. distillation).
     """
     seed_everything(settings.seed)
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, settings.epochs))
-    loss_fn = nn.CrossEntropyLoss()
+    if loss_fn is None:
+        ce = nn.CrossEntropyLoss()
+        loss_fn = lambda logits, labels, inputs: ce(logits, labels)  # noqa: E731
     gen = torch.Generator().manual_seed(settings.seed)
     model.train()
     for epoch in range(settings.epochs):
@@ -63,7 +67,7 @@ def train_classifier(
             if len(idx) < 2:  # batch norm needs two samples in training mode
                 continue
             opt.zero_grad()
-            loss = loss_fn(model(xt[idx]), yt[idx])
+            loss = loss_fn(model(xt[idx]), yt[idx], xt[idx])
             loss.backward()
             opt.step()
             total += float(loss.detach())
