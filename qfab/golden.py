@@ -49,9 +49,12 @@ def dense(node: Node, x: np.ndarray) -> np.ndarray:
 
 
 def multi_threshold(node: Node, acc: np.ndarray) -> np.ndarray:
-    """``offset + number of thresholds reached`` per channel (``acc >= T``)."""
+    """``offset + number of thresholds reached`` per channel (``acc >= T``); bipolar: ±1."""
     t = node.tensors["thresholds"].astype(np.int64)
-    return (acc[:, :, None] >= t[None, :, :]).sum(axis=2).astype(np.int64) + int(node.attrs["offset"])
+    count = (acc[:, :, None] >= t[None, :, :]).sum(axis=2).astype(np.int64)
+    if node.attrs.get("bipolar"):
+        return 2 * count - 1
+    return count + int(node.attrs["offset"])
 
 
 def output_dequant(node: Node, acc: np.ndarray) -> np.ndarray:

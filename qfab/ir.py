@@ -24,7 +24,9 @@ Operators (all hardware tensors are integers; floats only at the two ends):
 ``MultiThreshold``
     per channel ``c``: ``out = offset + #{k : acc >= thresholds[c, k]}``; tensor
     ``thresholds`` (int, ``[C, 2**out_bits - 1]``, sorted per row); attrs ``out_bits``,
-    ``offset``. Bias, batch norm, scales and the activation quantizer are folded in here.
+    ``offset``, optional ``bipolar`` (only with ``out_bits = 1``: ``out = 2*count - 1``,
+    i.e. {-1, +1} as in BNNs). Bias, batch norm, scales and the activation quantizer are
+    folded in here.
 ``OutputDequant``
     ``logits = float32(acc) * scale + bias``; tensors ``scale`` and ``bias`` (float32, ``[C]``).
 """
@@ -184,6 +186,8 @@ def _check_node_tensors(n: Node, loc: str) -> None:
             raise IRError(f"{loc}: thresholds must be integer [C, {nt}], got {t.dtype}{t.shape}")
         if np.any(np.diff(t, axis=1) < 0):
             raise IRError(f"{loc}: thresholds must be sorted ascending per channel")
+        if n.attrs.get("bipolar") and (int(n.attrs["out_bits"]) != 1 or n.attrs["offset"] != 0):
+            raise IRError(f"{loc}: bipolar needs out_bits = 1 and offset = 0")
     elif n.op == "OutputDequant":
         if n.tensors["scale"].shape != n.tensors["bias"].shape:
             raise IRError(f"{loc}: scale and bias shapes differ")

@@ -79,7 +79,8 @@ def node_ranges(graph: Graph) -> dict[str, IntRange]:
             t = n.tensors["thresholds"]
             off = int(n.attrs["offset"])
             c = t.shape[0]
-            out[n.name] = IntRange(np.full(c, off, np.int64), np.full(c, off + t.shape[1], np.int64))
+            lo, hi = (-1, 1) if n.attrs.get("bipolar") else (off, off + t.shape[1])
+            out[n.name] = IntRange(np.full(c, lo, np.int64), np.full(c, hi, np.int64))
     return out
 
 

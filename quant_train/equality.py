@@ -16,6 +16,7 @@ from torch import nn
 
 from qfab.golden import first_mismatch, run_golden
 from qfab.ir import Graph
+from quant_train.export_ir import quant_ints
 
 
 @dataclass
@@ -41,10 +42,10 @@ def brevitas_trace(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
     model.eval()
     seen: dict[str, np.ndarray] = {}
     hooks = [model.input_quant.register_forward_hook(
-        lambda m, a, out: seen.__setitem__("input", out.int().numpy().astype(np.int64)))]
+        lambda m, a, out: seen.__setitem__("input", quant_ints(out)))]
     for i, act in enumerate(model.acts):
         hooks.append(act.register_forward_hook(
-            lambda m, a, out, i=i: seen.__setitem__(f"mt{i}", out.int().numpy().astype(np.int64))))
+            lambda m, a, out, i=i: seen.__setitem__(f"mt{i}", quant_ints(out))))
     try:
         seen["output"] = model(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
     finally:

@@ -11,6 +11,7 @@ accumulator, which is what level 1 of the equality checks.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,41 +42,64 @@ def _scales(t: torch.Tensor, what: str) -> np.ndarray:
     return np.array([_power_of_two(float(v), what) for v in vals])
 
 
+def quant_ints(qt: Any) -> np.ndarray:
+    """Integers of a Brevitas QuantTensor: ``round(value / scale) + zero_point``.
+
+    Same as ``QuantTensor.int()``, which refuses a bipolar tensor whose entries happen
+    to be all equal (its validity check wants both values present).
+    """
+    with torch.no_grad():
+        v = torch.round(qt.value / qt.scale) + qt.zero_point
+    return v.numpy().astype(np.int64)
+
+
+def level_counter(
+    chain: nn.Module, acc_scale: np.ndarray, sign: np.ndarray, bipolar: bool
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Map integer accumulators ``[N, C]`` to output level counts through the model's ops.
+
+    ``chain`` is the model's own eval-mode batch norm + activation quantizer; it gets
+    ``acc * sign * acc_scale`` in float32, exactly the linear layer's float output for
+    power-of-two scales (``sign`` = -1 marks channels whose weight row the IR negates).
+    Counts are the quantizer's integers, or ``(v + 1) / 2`` for a bipolar sign.
+    """
+    scale32 = torch.from_numpy((np.broadcast_to(acc_scale, sign.shape) * sign).astype(np.float32))
+
+    def count(a: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = chain(torch.from_numpy(a.astype(np.float32)) * scale32)
+        v = quant_ints(out)
+        return (v + 1) // 2 if bipolar else v
+
+    return count
+
+
 def thresholds_from_brevitas(
-    after_acc: nn.Module,
-    acc_scale: np.ndarray,
+    level_of: Callable[[np.ndarray], np.ndarray],
     acc: IntRange,
     levels: int,
     layer: str,
 ) -> np.ndarray:
-    """Thresholds ``T[c, k-1]`` = smallest accumulator with output level ``>= k``.
+    """Thresholds ``T[c, k-1]`` = smallest accumulator whose output level is ``>= k``.
 
-    ``after_acc`` maps the float32 linear output (``acc * acc_scale``, exact for
-    power-of-two scales) to quantized integers; it must be non-decreasing in ``acc``
-    (the caller flips channels whose batch-norm slope is negative). Levels never reached
-    get ``acc.hi + 1``; levels already reached at ``acc.lo`` get ``acc.lo``. The search
-    is vectorized over channels and levels: about ``log2(range)`` evaluations of the
-    modules on a ``[levels, channels]`` batch.
+    ``level_of`` (see :func:`level_counter`) must be non-decreasing in the accumulator.
+    Levels never reached get ``acc.hi + 1``; levels already reached at ``acc.lo`` get
+    ``acc.lo``. The search is vectorized over channels and levels: about
+    ``log2(range)`` evaluations of the model's ops on a ``[levels, channels]`` batch.
     """
     channels = acc.lo.shape[0]
-    scale32 = torch.from_numpy(np.broadcast_to(acc_scale, (channels,)).astype(np.float32))
-
-    def level_at(a: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            out = after_acc(torch.from_numpy(a.astype(np.float32)) * scale32)
-        return out.int().numpy().astype(np.int64) if hasattr(out, "int") else out.numpy()
-
     k = np.arange(1, levels + 1, dtype=np.int64)[:, None]  # [levels, 1]
     lo = np.broadcast_to(acc.lo, (levels, channels)).copy()
     hi = np.broadcast_to(acc.hi + 1, (levels, channels)).copy()
     while np.any(lo < hi):
+        active = lo < hi
         mid = (lo + hi) // 2
-        reached = level_at(np.minimum(mid, acc.hi)) >= k
-        hi = np.where((lo < hi) & reached, mid, hi)
-        lo = np.where((lo < hi) & ~reached, mid + 1, lo)
+        reached = level_of(np.minimum(mid, acc.hi)) >= k
+        hi = np.where(active & reached, mid, hi)
+        lo = np.where(active & ~reached, mid + 1, lo)
     t = lo
     # Local monotonicity check: just below each threshold the level is not yet reached.
-    below = level_at(np.clip(t - 1, acc.lo, acc.hi))
+    below = level_of(np.clip(t - 1, acc.lo, acc.hi))
     bad = (t > acc.lo) & (below >= k)
     if np.any(bad):
         lvl, ch = (int(i) for i in np.argwhere(bad)[0])
@@ -121,32 +145,27 @@ def export_mlp(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
         acc = dense_acc_range(Node("tmp", "Dense", [], {}, {"weight": w}), x_range)
         exact &= max(abs(acc.min), abs(acc.max)) < FLOAT32_EXACT_INT
         chain = nn.Sequential(bn, act).eval()
+        act_bits = int(act.act_quant.bit_width())
+        bipolar = act_bits == 1
+        if bool(act.act_quant.is_signed) and not bipolar:
+            raise ExportError(f"mt{i}: signed multi-bit activations are not supported yet")
         # Channels whose output falls as the accumulator rises get their weight row
         # negated, so every threshold unit compares "acc >= T" (weights are symmetric).
-        with torch.no_grad():
-            ends = chain(torch.from_numpy(np.stack([acc.lo, acc.hi]).astype(np.float32))
-                         * torch.from_numpy(np.broadcast_to(acc_scale, acc.lo.shape).astype(np.float32)))
-        ends = ends.int().numpy()
+        ones = np.ones(len(w), np.int64)
+        ends = level_counter(chain, acc_scale, ones, bipolar)(np.stack([acc.lo, acc.hi]))
         sign = np.where(ends[0] > ends[1], -1, 1).astype(np.int64)
         w_ir = w * sign[:, None]
         probe = dense_acc_range(Node("tmp", "Dense", [], {}, {"weight": w_ir}), x_range)
-        act_bits = int(act.act_quant.bit_width())
-        if bool(act.act_quant.is_signed):
-            raise ExportError(f"mt{i}: signed activations are not supported yet (QuantReLU is unsigned)")
-
-        class Flipped(nn.Module):
-            def forward(self, y: torch.Tensor) -> torch.Tensor:
-                return chain(y * torch.from_numpy(sign.astype(np.float32)))
-
-        t = thresholds_from_brevitas(Flipped(), acc_scale, probe, 2**act_bits - 1, f"mt{i}")
+        t = thresholds_from_brevitas(level_counter(chain, acc_scale, sign, bipolar), probe,
+                                     2**act_bits - 1, f"mt{i}")
         nodes.append(Node(f"fc{i}", "Dense", [prev], {"weight_bits": int(qw.bit_width)},
                           {"weight": w_ir}))
-        nodes.append(Node(f"mt{i}", "MultiThreshold", [f"fc{i}"],
-                          {"out_bits": act_bits, "offset": 0}, {"thresholds": t}))
+        attrs = {"out_bits": act_bits, "offset": 0, **({"bipolar": True} if bipolar else {})}
+        nodes.append(Node(f"mt{i}", "MultiThreshold", [f"fc{i}"], attrs, {"thresholds": t}))
         prev = f"mt{i}"
         x_scale = _power_of_two(float(act.act_quant.scale().detach()), f"act{i}")
-        x_range = IntRange(np.zeros(w.shape[0], np.int64),
-                           np.full(w.shape[0], 2**act_bits - 1, np.int64))
+        lo_v, hi_v = (-1, 1) if bipolar else (0, 2**act_bits - 1)
+        x_range = IntRange(np.full(w.shape[0], lo_v, np.int64), np.full(w.shape[0], hi_v, np.int64))
 
     cls = model.classifier
     qw = cls.quant_weight()

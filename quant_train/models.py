@@ -16,16 +16,43 @@ from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
 from brevitas.quant import (
     Int8WeightPerTensorFixedPoint,
     Int32Bias,
+    SignedBinaryActPerTensorConst,
+    SignedBinaryWeightPerTensorConst,
     Uint8ActPerTensorFixedPoint,
     Uint8ActPerTensorFixedPointMaxInit,
 )
+from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPoint
 from torch import nn
+
+
+def weight_quant_kwargs(bits: int, per_channel: bool) -> dict:
+    """Brevitas weight quantizer for ``bits``, always with a power-of-two scale.
+
+    1 bit: binary, bipolar {-1, +1} with a constant scale of 1 (BNN / XNOR-Net style; the
+    following batch norm absorbs any scale). 2 bits: ternary {-1, 0, +1} * 2^k (narrow
+    range, TWN-style; TTQ's two learned asymmetric scales would not keep the integer
+    pipeline exact). 3..8 bits: narrow signed integers * 2^k.
+    """
+    if bits == 1:
+        return {"weight_quant": SignedBinaryWeightPerTensorConst, "weight_scaling_const": 1.0}
+    quant = Int8WeightPerChannelFixedPoint if per_channel else Int8WeightPerTensorFixedPoint
+    return {"weight_quant": quant, "weight_bit_width": bits}
+
+
+def activation(bits: int) -> nn.Module:
+    """QuantReLU (unsigned, power-of-two scale) or, for 1 bit, a bipolar sign (BNN)."""
+    if bits == 1:
+        return QuantIdentity(act_quant=SignedBinaryActPerTensorConst, scaling_const=1.0,
+                             return_quant_tensor=True)
+    return QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=bits,
+                     return_quant_tensor=True)
 
 
 class QuantMLP(nn.Module):
     """``QuantIdentity -> [QuantLinear -> BatchNorm1d -> QuantReLU]* -> QuantLinear``.
 
-    Inputs are expected in [0, 1] and quantized unsigned to ``input_bits``.
+    Inputs are expected in [0, 1] and quantized unsigned to ``input_bits``. With
+    ``act_bits = 1`` the QuantReLU becomes a bipolar sign activation.
     """
 
     def __init__(
@@ -37,6 +64,7 @@ class QuantMLP(nn.Module):
         weight_bits: int,
         act_bits: int,
         input_bits: int,
+        per_channel: bool = False,
     ) -> None:
         super().__init__()
         self.input_quant = QuantIdentity(
@@ -50,21 +78,13 @@ class QuantMLP(nn.Module):
         self.norms = nn.ModuleList()
         self.acts = nn.ModuleList()
         width = in_features
+        wq = weight_quant_kwargs(weight_bits, per_channel)
         for h in hidden:
-            self.linears.append(
-                QuantLinear(width, h, bias=False, weight_quant=Int8WeightPerTensorFixedPoint,
-                            weight_bit_width=weight_bits)
-            )
+            self.linears.append(QuantLinear(width, h, bias=False, **wq))
             self.norms.append(nn.BatchNorm1d(h))
-            self.acts.append(
-                QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=act_bits,
-                          return_quant_tensor=True)
-            )
+            self.acts.append(activation(act_bits))
             width = h
-        self.classifier = QuantLinear(
-            width, classes, bias=True, weight_quant=Int8WeightPerTensorFixedPoint,
-            weight_bit_width=weight_bits, bias_quant=Int32Bias,
-        )
+        self.classifier = QuantLinear(width, classes, bias=True, bias_quant=Int32Bias, **wq)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.input_quant(x)

@@ -14,17 +14,21 @@ from quant_train.models import QuantMLP
 from quant_train.train import TrainSettings, predict, seed_everything, train_classifier
 
 
-def trained(digits, hidden, wb, ab, epochs=3, seed=0):
+def trained(digits, hidden, wb, ab, epochs=3, seed=0, per_channel=False):
     seed_everything(seed)  # weight initialization is part of what the seed fixes
     model = QuantMLP(digits.features, hidden, digits.classes, weight_bits=wb, act_bits=ab,
-                     input_bits=8)
+                     input_bits=8, per_channel=per_channel)
     return train_classifier(model, digits.x_train, digits.y_train,
                             TrainSettings(epochs=epochs, seed=seed))
 
 
-@pytest.mark.parametrize(("wb", "ab"), [(2, 2), (3, 3), (4, 4), (8, 8), (2, 8), (8, 2)])
-def test_golden_equals_brevitas_on_every_vector(digits, wb, ab):
-    model = trained(digits, [24, 13], wb, ab)
+@pytest.mark.parametrize(
+    ("wb", "ab", "per_channel"),
+    [(2, 2, False), (3, 3, False), (4, 4, False), (8, 8, False), (2, 8, False), (8, 2, False),
+     (1, 1, False), (1, 4, False), (5, 1, False), (4, 3, True), (8, 8, True)],
+)
+def test_golden_equals_brevitas_on_every_vector(digits, wb, ab, per_channel):
+    model = trained(digits, [24, 13], wb, ab, per_channel=per_channel)
     graph = export_mlp(model)
     x = np.concatenate([digits.x_test, digits.x_train])
     eq = compare_brevitas_to_golden(model, graph, x)
@@ -35,7 +39,16 @@ def test_golden_equals_brevitas_on_every_vector(digits, wb, ab):
     dense = [n for n in graph.nodes if n.op == "Dense"]
     assert [n.tensors["weight"].shape for n in dense] == [(24, 64), (13, 24), (10, 13)]
     assert all(n.attrs["weight_bits"] == wb for n in dense)
-    assert np.abs(dense[0].tensors["weight"]).max() <= 2 ** (wb - 1) - 1
+    w0 = dense[0].tensors["weight"]
+    if wb == 1:  # binary weights are bipolar: never zero
+        assert set(np.unique(w0)) <= {-1, 1}
+    else:
+        assert np.abs(w0).max() <= 2 ** (wb - 1) - 1
+    if ab == 1:  # bipolar activations
+        assert graph.node("mt0").attrs.get("bipolar") is True
+        assert set(np.unique(run_golden(graph, x).outputs["mt0"])) <= {-1, 1}
+    if per_channel:
+        assert len(np.unique(graph.node("output").tensors["scale"])) >= 1
 
 
 def test_a_wrong_threshold_is_caught(digits):
