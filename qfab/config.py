@@ -7,10 +7,17 @@ that are allowed, rather than a silently ignored setting.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from qfab.errors import ConfigError
 
@@ -85,6 +92,93 @@ class DatasetConfig(Section):
     path: str | None = None
 
 
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+
+class PruneStep(Section):
+    """Unstructured magnitude pruning, iterated over ``schedule`` (default: just ``sparsity``)."""
+
+    sparsity: Fraction = 0.9
+    scope: Literal["layer", "global"] = "global"
+    schedule: list[Fraction] | None = None
+    fine_tune_epochs: int = Field(5, ge=0, le=10_000)
+
+
+class PruneNeuronsStep(Section):
+    """Structured pruning (Li et al.): remove the weakest ``fraction`` of each hidden layer."""
+
+    fraction: Fraction = 0.5
+    criterion: Literal["filter", "channel"] = "filter"
+    fine_tune_epochs: int = Field(5, ge=0, le=10_000)
+
+
+class DistillConfig(Section):
+    """Distillation from the float baseline while quantizing."""
+
+    temperature: float = Field(4.0, gt=0, le=100)
+    alpha: float = Field(0.7, ge=0, le=1)
+
+
+class QuantizeStep(Section):
+    """QAT from the current float weights (pruned zeros stay zero)."""
+
+    weight_bits: int = Field(4, ge=1, le=8)
+    act_bits: int = Field(4, ge=1, le=8)
+    input_bits: int = Field(8, ge=2, le=8)
+    per_channel: bool = False
+    epochs: int = Field(10, ge=0, le=10_000)
+    distill: DistillConfig | None = None
+
+
+class ShareStep(Section):
+    """Deep Compression weight sharing: k-means per layer, then centroid fine-tuning."""
+
+    clusters: Annotated[int, Field(ge=1, le=256)] | list[Annotated[int, Field(ge=1, le=256)]] = 16
+    fine_tune_epochs: int = Field(5, ge=0, le=10_000)
+
+
+class EncodeStep(Section):
+    """Storage accounting from real encoded bytes (CSC, relative indices, Huffman)."""
+
+    index_bits: int = Field(4, ge=1, le=16)
+    huffman: bool = True
+
+
+class CompressStep(Section):
+    """One pipeline step: a mapping with exactly one of these keys."""
+
+    prune: PruneStep | None = None
+    prune_neurons: PruneNeuronsStep | None = None
+    quantize: QuantizeStep | None = None
+    share: ShareStep | None = None
+    encode: EncodeStep | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one(cls, data: Any) -> Any:
+        if isinstance(data, str):  # "- encode" with all defaults
+            data = {data: {}}
+        if not isinstance(data, dict) or len(data) != 1:
+            raise ValueError(f"each step is one of {list(cls.model_fields)} with its settings")
+        return {k: ({} if v is None else v) for k, v in data.items()}
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
+
+    @property
+    def settings(self) -> Section:
+        return getattr(self, self.kind)
+
+
+class CompressConfig(Section):
+    """``compress:`` the steps run by ``qfab compress``, in the order given."""
+
+    steps: list[CompressStep] = Field(default_factory=lambda: [
+        CompressStep(prune=PruneStep()), CompressStep(quantize=QuantizeStep()),
+        CompressStep(share=ShareStep()), CompressStep(encode=EncodeStep())])
+
+
 class Config(Section):
     """The whole config file."""
 
@@ -94,6 +188,7 @@ class Config(Section):
     hw: HwConfig = Field(default_factory=HwConfig)
     sim: SimConfig = Field(default_factory=SimConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
+    compress: CompressConfig = Field(default_factory=CompressConfig)
 
     @property
     def dataset_name(self) -> str:
@@ -104,29 +199,44 @@ class Config(Section):
         return None if isinstance(self.dataset, str) else self.dataset.path
 
 
-def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model that owns the key at ``loc`` (for listing allowed keys)."""
+def _models_in(ann: Any) -> list[type[BaseModel]]:
+    """Pydantic models inside an annotation (``X | None``, ``list[X]``, ``Literal | X``)."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return [ann]
+    return [m for a in getattr(ann, "__args__", ()) for m in _models_in(a)]
+
+
+def _field_at(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, Any]:
+    """(model owning the last key of ``loc``, that key's FieldInfo or None)."""
     model: type[BaseModel] | None = Config
-    for part in loc[:-1]:
-        if model is None or not isinstance(part, str) or part not in model.model_fields:
-            return None
-        ann = model.model_fields[part].annotation
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-        if model is None:
-            model = {"folding": FoldingConfig, "dataset": DatasetConfig}.get(part)
-    return model
+    field = None
+    for part in loc:
+        if isinstance(part, int):  # list index: stay on the item model
+            continue
+        if model is None or part not in model.model_fields:
+            return model, None
+        owner, field = model, model.model_fields[part]
+        found = _models_in(field.annotation)
+        model = found[0] if found else None
+    return (owner if loc else Config), field
 
 
 def _format_error(err: dict[str, Any], source: str) -> str:
-    branches = {"literal['auto']", "literal['digits']", "FoldingConfig", "DatasetConfig"}
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in branches))
+    loc = tuple(p for p in err["loc"]
+                if isinstance(p, int) or not any(c in p for c in "[-") and p[0].islower()
+                or p in Config.model_fields)
+    # drop pydantic's union-branch tags (e.g. "FoldingConfig", "literal['auto']")
+    loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper()))
     key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
     if err["type"] == "extra_forbidden":
-        owner = _section_model(loc)
-        allowed = ", ".join(owner.model_fields) if owner else "see README"
-        return f"{source}: unknown key '{key}'; allowed here: {allowed}"
+        model, _ = _field_at(loc[:-1]) if len(loc) > 1 else (Config, None)
+        inner = _field_at(loc[:-1])[1] if len(loc) > 1 else None
+        owner = _models_in(inner.annotation)[0] if inner is not None else model
+        return f"{source}: unknown key '{key}'; allowed here: {', '.join(owner.model_fields)}"
     value = err.get("input")
     shown = "" if isinstance(value, dict | list) else f" = {value!r}"
+    if err["type"] == "value_error":
+        return f"{source}: {key}{shown} is not allowed; {err['msg'].removeprefix('Value error, ')}"
     return f"{source}: {key}{shown} is not allowed; {_allowed(loc) or err['msg']}"
 
 
@@ -134,23 +244,36 @@ def _allowed(loc: tuple[Any, ...]) -> str:
     """'allowed: ...' from the field's own constraints, so messages never drift from the schema."""
     names = [p for p in loc if isinstance(p, str)]
     if names == ["dataset"]:
-        return "allowed: 'digits' or a mapping {name: digits|mnist|fashion_mnist|cifar10|npz, path: ...}"
+        return ("allowed: 'digits' or a mapping "
+                "{name: digits|mnist|fashion_mnist|cifar10|npz, path: ...}")
     if names[-2:] == ["hw", "folding"]:
         return "allowed: 'auto' or a mapping {pe: [...], simd: [...]} with one entry per layer"
-    owner = _section_model(tuple(names))
-    field = owner.model_fields.get(names[-1]) if owner and names else None
+    _, field = _field_at(loc)
     if field is None:
         return ""
-    bounds = {k: getattr(m, k) for m in field.metadata for k in ("ge", "le", "gt") if hasattr(m, k)}
     ann = field.annotation
-    if getattr(ann, "__origin__", None) is list:  # list[PositiveInt]: constraint sits on the item
-        return "allowed: a list of integers >= 1"
+    metas = list(field.metadata)
+    for a in (ann, *getattr(ann, "__args__", ())):  # constraints on list items / union arms
+        for b in (a, *getattr(a, "__args__", ())):
+            for m in getattr(b, "__metadata__", ()):
+                metas += [m, *getattr(m, "metadata", ())]  # Annotated[int, Field(ge=1)]
+    bounds = {k: getattr(m, k) for m in metas for k in ("ge", "le", "gt", "lt")
+              if getattr(m, k, None) is not None}
+    arms = [a for a in getattr(ann, "__args__", ()) if a is not type(None)]
+    if get_origin(ann) is list or (len(arms) == 1 and get_origin(arms[0]) is list):
+        prefix = "allowed: a list of values "
+    elif "list[" in str(ann):
+        prefix = "allowed (or a list of these, one per layer): "
+    else:
+        prefix = "allowed: "
+    lo = (f">= {bounds['ge']}" if "ge" in bounds else f"> {bounds['gt']}" if "gt" in bounds
+          else "")
+    hi = (f"<= {bounds['le']}" if "le" in bounds else f"< {bounds['lt']}" if "lt" in bounds
+          else "")
     if "ge" in bounds and "le" in bounds:
-        return f"allowed: {bounds['ge']}..{bounds['le']}"
-    if "gt" in bounds:
-        return f"allowed: > {bounds['gt']}" + (f" and <= {bounds['le']}" if "le" in bounds else "")
-    if "ge" in bounds:
-        return f"allowed: >= {bounds['ge']}"
+        return f"{prefix}{bounds['ge']}..{bounds['le']}"
+    if lo or hi:
+        return prefix + " and ".join(x for x in (lo, hi) if x)
     args = getattr(ann, "__args__", ())
     if args and all(isinstance(a, str) for a in args):
         return "allowed: " + ", ".join(repr(a) for a in args)

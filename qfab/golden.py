@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qfab.errors import IRError
-from qfab.ir import Graph, Node
+from qfab.ir import Graph, Node, decode_codebook
 from qfab.ranges import node_ranges
 
 
@@ -40,9 +40,16 @@ def quantize_input(node: Node, x: np.ndarray) -> np.ndarray:
     return np.clip(q, lo, hi).astype(np.int64)
 
 
+def dense_weight(node: Node) -> np.ndarray:
+    """The integer weight matrix, decoded from the codebook when the layer shares weights."""
+    if "codebook" in node.tensors:
+        return decode_codebook(node.tensors["codebook"], node.tensors["weight_index"])
+    return node.tensors["weight"].astype(np.int64)
+
+
 def dense(node: Node, x: np.ndarray) -> np.ndarray:
     """Integer matrix product ``x @ W.T (+ bias)`` in int64."""
-    acc = x.astype(np.int64) @ node.tensors["weight"].astype(np.int64).T
+    acc = x.astype(np.int64) @ dense_weight(node).T
     if "bias" in node.tensors:
         acc = acc + node.tensors["bias"].astype(np.int64)
     return acc

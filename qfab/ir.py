@@ -20,7 +20,11 @@ Operators (all hardware tensors are integers; floats only at the two ends):
     ``bits``, ``signed``, ``scale`` (a power of two for an exact pipeline), ``features``.
 ``Dense``
     ``acc = x @ weight.T (+ bias)``; tensors ``weight`` (int, ``[out, in]``) and
-    optional ``bias`` (int, in accumulator units); attrs ``weight_bits``.
+    optional ``bias`` (int, in accumulator units); attrs ``weight_bits``. Shared weights
+    (Deep Compression) add ``codebook`` (int, ``[K]``) and ``weight_index`` (int,
+    ``[out, in]``, -1 for a zero weight); then ``weight`` must equal the decoded
+    codebook and golden computes with the codebook. ``weight`` stays, because it is what
+    dense hardware bakes in.
 ``MultiThreshold``
     per channel ``c``: ``out = offset + #{k : acc >= thresholds[c, k]}``; tensor
     ``thresholds`` (int, ``[C, 2**out_bits - 1]``, sorted per row); attrs ``out_bits``,
@@ -50,7 +54,7 @@ FORMAT_VERSION = 1
 #: For each op: required attrs, required tensors, optional tensors.
 OP_SCHEMA: dict[str, tuple[set[str], set[str], set[str]]] = {
     "InputQuant": ({"bits", "signed", "scale", "features"}, set(), set()),
-    "Dense": ({"weight_bits"}, {"weight"}, {"bias"}),
+    "Dense": ({"weight_bits"}, {"weight"}, {"bias", "codebook", "weight_index"}),
     "MultiThreshold": ({"out_bits", "offset"}, {"thresholds"}, set()),
     "OutputDequant": (set(), {"scale", "bias"}, set()),
 }
@@ -179,6 +183,15 @@ def _check_node_tensors(n: Node, loc: str) -> None:
             raise IRError(f"{loc}: weights outside [{lo}, {hi}] for weight_bits={bits}")
         if "bias" in n.tensors and n.tensors["bias"].shape != (w.shape[0],):
             raise IRError(f"{loc}: bias shape {n.tensors['bias'].shape} != ({w.shape[0]},)")
+        if ("codebook" in n.tensors) != ("weight_index" in n.tensors):
+            raise IRError(f"{loc}: codebook and weight_index come together")
+        if "codebook" in n.tensors:
+            idx = n.tensors["weight_index"]
+            k = len(n.tensors["codebook"])
+            if idx.shape != w.shape or idx.min(initial=0) < -1 or idx.max(initial=-1) >= k:
+                raise IRError(f"{loc}: weight_index must be [out, in] in -1..{k - 1}")
+            if not np.array_equal(decode_codebook(n.tensors["codebook"], idx), w):
+                raise IRError(f"{loc}: weight differs from codebook[weight_index]")
     elif n.op == "MultiThreshold":
         t = n.tensors["thresholds"]
         nt = 2 ** int(n.attrs["out_bits"]) - 1
@@ -191,6 +204,11 @@ def _check_node_tensors(n: Node, loc: str) -> None:
     elif n.op == "OutputDequant":
         if n.tensors["scale"].shape != n.tensors["bias"].shape:
             raise IRError(f"{loc}: scale and bias shapes differ")
+
+
+def decode_codebook(codebook: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Shared weights back to integers: ``codebook[index]``, and 0 where ``index`` is -1."""
+    return np.where(index >= 0, np.asarray(codebook)[np.maximum(index, 0)], 0).astype(np.int64)
 
 
 def weight_range(bits: int) -> tuple[int, int]:

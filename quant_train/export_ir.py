@@ -110,6 +110,21 @@ def thresholds_from_brevitas(
     return np.ascontiguousarray(t.T)
 
 
+def _weight_tensors(layer: nn.Module, w: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    """``weight``, plus ``codebook``/``weight_index`` when the layer shares weights.
+
+    A channel negated for thresholding negates its shared values too, so the IR codebook
+    holds the distinct values of the IR's weights (at most twice the cluster count).
+    """
+    tensors = {"weight": w}
+    clusters = getattr(layer, "qfab_clusters", None)
+    if clusters is not None:
+        from quant_train.share_model import layer_codebook
+
+        tensors["codebook"], tensors["weight_index"] = layer_codebook(w, 2 * clusters, name)
+    return tensors
+
+
 def _capture_classifier_input(model: nn.Module, x: torch.Tensor) -> Any:
     seen: dict[str, Any] = {}
     def grab(module: nn.Module, args: tuple) -> None:
@@ -140,7 +155,7 @@ def export_mlp(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
     exact = True
     for i, (lin, bn, act) in enumerate(zip(model.linears, model.norms, model.acts, strict=True)):
         qw = lin.quant_weight()
-        w = qw.int().numpy().astype(np.int64)
+        w = quant_ints(qw)
         acc_scale = x_scale * _scales(qw.scale, f"fc{i}.weight")
         acc = dense_acc_range(Node("tmp", "Dense", [], {}, {"weight": w}), x_range)
         exact &= max(abs(acc.min), abs(acc.max)) < FLOAT32_EXACT_INT
@@ -159,7 +174,7 @@ def export_mlp(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
         t = thresholds_from_brevitas(level_counter(chain, acc_scale, sign, bipolar), probe,
                                      2**act_bits - 1, f"mt{i}")
         nodes.append(Node(f"fc{i}", "Dense", [prev], {"weight_bits": int(qw.bit_width)},
-                          {"weight": w_ir}))
+                          _weight_tensors(lin, w_ir, f"fc{i}")))
         attrs = {"out_bits": act_bits, "offset": 0, **({"bipolar": True} if bipolar else {})}
         nodes.append(Node(f"mt{i}", "MultiThreshold", [f"fc{i}"], attrs, {"thresholds": t}))
         prev = f"mt{i}"
@@ -169,17 +184,17 @@ def export_mlp(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
 
     cls = model.classifier
     qw = cls.quant_weight()
-    w = qw.int().numpy().astype(np.int64)
+    w = quant_ints(qw)
     out_scale = x_scale * _scales(qw.scale, "classifier.weight")
-    tensors: dict[str, np.ndarray] = {"weight": w}
+    last = f"fc{len(model.linears)}"
+    tensors = _weight_tensors(cls, w, last)
     if cls.bias is not None:
         x_q = _capture_classifier_input(model, torch.zeros(1, features))
         qb = cls.bias_quant(cls.bias, input=x_q, weight=qw)
         b_scale = _scales(qb.scale, "classifier.bias")
         if not np.all(b_scale == np.broadcast_to(out_scale, b_scale.shape)):
             raise ExportError("classifier: bias scale differs from the accumulator scale")
-        tensors["bias"] = qb.int().numpy().astype(np.int64)
-    last = f"fc{len(model.linears)}"
+        tensors["bias"] = quant_ints(qb)
     node = Node(last, "Dense", [prev], {"weight_bits": int(qw.bit_width)}, tensors)
     acc = dense_acc_range(node, x_range)
     exact &= max(abs(acc.min), abs(acc.max)) < FLOAT32_EXACT_INT

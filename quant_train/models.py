@@ -67,6 +67,8 @@ class QuantMLP(nn.Module):
         per_channel: bool = False,
     ) -> None:
         super().__init__()
+        self.quant_config = {"weight_bits": weight_bits, "act_bits": act_bits,
+                             "input_bits": input_bits, "per_channel": per_channel}
         self.input_quant = QuantIdentity(
             act_quant=Uint8ActPerTensorFixedPointMaxInit,
             bit_width=input_bits,
@@ -95,17 +97,32 @@ class QuantMLP(nn.Module):
 
 
 class FloatMLP(nn.Module):
-    """The same topology in float32: the accuracy baseline the report compares against."""
+    """The same topology in float32: the accuracy baseline, and the start of compression.
+
+    Attribute names match :class:`QuantMLP` (``linears``, ``norms``, ``acts``,
+    ``classifier``), so pruning works on both and a float state dict loads into the
+    quantized model for QAT fine-tuning.
+    """
 
     def __init__(self, in_features: int, hidden: list[int], classes: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
+        self.linears = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.acts = nn.ModuleList()
         width = in_features
         for h in hidden:
-            layers += [nn.Linear(width, h, bias=False), nn.BatchNorm1d(h), nn.ReLU()]
+            self.linears.append(nn.Linear(width, h, bias=False))
+            self.norms.append(nn.BatchNorm1d(h))
+            self.acts.append(nn.ReLU())
             width = h
-        layers.append(nn.Linear(width, classes))
-        self.net = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        for linear, norm, act in zip(self.linears, self.norms, self.acts, strict=True):
+            x = act(norm(linear(x)))
+        return self.classifier(x)
+
+
+def hidden_sizes(model: nn.Module) -> list[int]:
+    """Hidden layer widths of a QuantMLP or FloatMLP."""
+    return [int(lin.out_features) for lin in model.linears]

@@ -23,17 +23,19 @@ from torch import nn
 from torch.nn.utils import prune
 
 from qfab.errors import ConfigError
-from quant_train.models import QuantMLP
+from quant_train.models import FloatMLP, QuantMLP
+
+MLP = QuantMLP | FloatMLP
 
 
-def prunable_layers(model: QuantMLP) -> list[tuple[str, nn.Module]]:
+def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Every weight layer of the MLP, hidden first, classifier last."""
     return [*((f"fc{i}", lin) for i, lin in enumerate(model.linears)),
             (f"fc{len(model.linears)}", model.classifier)]
 
 
-def magnitude_prune(model: QuantMLP, sparsity: float,
-                    scope: Literal["layer", "global"] = "layer") -> QuantMLP:
+def magnitude_prune(model: MLP, sparsity: float,
+                    scope: Literal["layer", "global"] = "layer") -> MLP:
     """Zero the fraction ``sparsity`` of smallest-|w| weights; the mask stays during training.
 
     ``layer``: every layer loses the same fraction. ``global``: one threshold over all
@@ -60,7 +62,7 @@ def magnitude_prune(model: QuantMLP, sparsity: float,
     return model
 
 
-def make_pruning_permanent(model: QuantMLP) -> QuantMLP:
+def make_pruning_permanent(model: MLP) -> MLP:
     """Fold the masks into the weights (``prune.remove``) before export or saving."""
     for _, m in prunable_layers(model):
         if prune.is_pruned(m):
@@ -68,12 +70,12 @@ def make_pruning_permanent(model: QuantMLP) -> QuantMLP:
     return model
 
 
-def sparsity(model: QuantMLP) -> dict[str, float]:
+def sparsity(model: MLP) -> dict[str, float]:
     """Fraction of zero weights per layer (the float weights, which export keeps at zero)."""
     return {name: float((m.weight == 0).float().mean()) for name, m in prunable_layers(model)}
 
 
-def neuron_scores(model: QuantMLP, criterion: Literal["filter", "channel"]) -> list[np.ndarray]:
+def neuron_scores(model: MLP, criterion: Literal["filter", "channel"]) -> list[np.ndarray]:
     """L1 importance of each hidden neuron, one array per hidden layer."""
     scores = []
     consumers = [*model.linears[1:], model.classifier]
@@ -88,9 +90,9 @@ def neuron_scores(model: QuantMLP, criterion: Literal["filter", "channel"]) -> l
     return scores
 
 
-def prune_neurons(model: QuantMLP, fraction: float,
-                  criterion: Literal["filter", "channel"] = "filter") -> QuantMLP:
-    """A new, narrower QuantMLP without the ``fraction`` weakest neurons of each hidden layer.
+def prune_neurons(model: MLP, fraction: float,
+                  criterion: Literal["filter", "channel"] = "filter") -> MLP:
+    """A new, narrower model of the same class without the ``fraction`` weakest neurons of each hidden layer.
 
     Every tensor is sliced from the old model (weights, batch-norm statistics and
     affine parameters), so the pruned network computes exactly what the old one computed
@@ -105,14 +107,13 @@ def prune_neurons(model: QuantMLP, fraction: float,
     return _rebuild(model, keep)
 
 
-def _rebuild(model: QuantMLP, keep: list[np.ndarray]) -> QuantMLP:
+def _rebuild(model: MLP, keep: list[np.ndarray]) -> MLP:
     make_pruning_permanent(model)
     old = model.state_dict()
     hidden = [len(k) for k in keep]
-    new = QuantMLP(model.linears[0].in_features, hidden, model.classifier.out_features,
-                   weight_bits=int(model.linears[0].quant_weight().bit_width),
-                   act_bits=int(model.acts[0].act_quant.bit_width()),
-                   input_bits=int(model.input_quant.act_quant.bit_width()))
+    args = (model.linears[0].in_features, hidden, model.classifier.out_features)
+    new = (QuantMLP(*args, **model.quant_config) if isinstance(model, QuantMLP)
+           else FloatMLP(*args))
     rows: dict[str, torch.Tensor] = {}
     cols: dict[str, torch.Tensor] = {}
     for i, k in enumerate(keep):
@@ -133,11 +134,11 @@ def _rebuild(model: QuantMLP, keep: list[np.ndarray]) -> QuantMLP:
 
 
 def iterative_prune(
-    model: QuantMLP,
+    model: MLP,
     schedule: list[float],
-    fine_tune: Callable[[QuantMLP], QuantMLP],
+    fine_tune: Callable[[MLP], MLP],
     scope: Literal["layer", "global"] = "layer",
-) -> QuantMLP:
+) -> MLP:
     """Prune -> fine-tune, once per sparsity in ``schedule`` (ascending, e.g. 0.5, 0.75, 0.9)."""
     if list(schedule) != sorted(schedule):
         raise ConfigError(f"prune.schedule = {schedule} must be ascending")

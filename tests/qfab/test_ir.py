@@ -61,3 +61,26 @@ def test_load_rejects_missing_and_foreign_files(tmp_path):
     np.savez(other, x=np.zeros(3))
     with pytest.raises(IRError, match="bad.qfab.npz|other.npz"):
         Graph.load(other)
+
+
+def test_shared_weights_codebook_round_trip_and_checks(tmp_path):
+    from qfab.golden import dense_weight, run_golden_int
+
+    g = random_mlp_graph(16, [8], 4, weight_bits=4, act_bits=2)
+    fc0 = g.node("fc0")
+    codebook = np.array([-5, 2, 6])
+    index = np.random.default_rng(0).integers(-1, 3, size=fc0.tensors["weight"].shape)
+    fc0.tensors["weight"] = np.where(index >= 0, codebook[np.maximum(index, 0)], 0)
+    fc0.tensors.update(codebook=codebook, weight_index=index)
+    h = Graph.load(g.save(tmp_path / "s.qfab.npz"))
+    np.testing.assert_array_equal(dense_weight(h.node("fc0")), fc0.tensors["weight"])
+    # golden computes from the codebook: changing a centroid changes the accumulators
+    x = np.random.default_rng(1).integers(0, 256, size=(5, 16))
+    before = run_golden_int(g, x).outputs["fc0"]
+    g.node("fc0").tensors["codebook"] = np.array([-5, 2, 7])
+    with pytest.raises(IRError, match="differs from codebook"):
+        g.validate()
+    assert not np.array_equal(run_golden_int(g, x).outputs["fc0"], before)
+    del g.node("fc0").tensors["weight_index"]
+    with pytest.raises(IRError, match="come together"):
+        g.validate()
