@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qfab.errors import IRError
-from qfab.ir import Graph, Node, decode_codebook
+from qfab.ir import Graph, Node, decode_codebook, infer_shapes
 from qfab.ranges import node_ranges
 
 
@@ -55,10 +55,50 @@ def dense(node: Node, x: np.ndarray) -> np.ndarray:
     return acc
 
 
+def conv2d(node: Node, x: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
+    """NHWC integer convolution by im2col: ``[N, H*W*C]`` -> ``[N, OH*OW*OC]``."""
+    w = dense_weight(node)  # [OC, KH, KW, ICg]
+    oc, kh, kw, icg = w.shape
+    (sh, sw), (ph, pw) = node.attrs["stride"], node.attrs["padding"]
+    groups = int(node.attrs["groups"])
+    h, wd, c = in_shape
+    img = np.pad(x.reshape(-1, h, wd, c), ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    # patches[n, oy, ox, ky, kx, c]
+    rows = (np.arange(oh) * sh)[:, None] + np.arange(kh)[None, :]  # [OH, KH]
+    cols = (np.arange(ow) * sw)[:, None] + np.arange(kw)[None, :]  # [OW, KW]
+    patches = img[:, rows[:, None, :, None], cols[None, :, None, :], :]  # [N, OH, OW, KH, KW, C]
+    out = np.empty((len(img), oh, ow, oc), np.int64)
+    og = oc // groups
+    for g in range(groups):
+        p = patches[..., g * icg : (g + 1) * icg].reshape(len(img), oh, ow, -1)
+        wg = w[g * og : (g + 1) * og].reshape(og, -1)
+        out[..., g * og : (g + 1) * og] = p @ wg.T
+    return out.reshape(len(img), -1)
+
+
+def max_pool(node: Node, x: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
+    """Per-channel maximum over windows (integers, so it commutes with thresholds)."""
+    (kh, kw), (sh, sw) = node.attrs["kernel"], node.attrs["stride"]
+    h, wd, c = in_shape
+    img = x.reshape(-1, h, wd, c)
+    oh, ow = (h - kh) // sh + 1, (wd - kw) // sw + 1
+    out = np.full((len(img), oh, ow, c), np.iinfo(np.int64).min)
+    for dy in range(kh):
+        for dx in range(kw):
+            out = np.maximum(out, img[:, dy : dy + sh * oh : sh, dx : dx + sw * ow : sw, :])
+    return out.reshape(len(img), -1)
+
+
 def multi_threshold(node: Node, acc: np.ndarray) -> np.ndarray:
-    """``offset + number of thresholds reached`` per channel (``acc >= T``); bipolar: ±1."""
+    """``offset + number of thresholds reached`` per channel (``acc >= T``); bipolar: ±1.
+
+    ``acc`` is ``[N, features]`` with channels innermost (NHWC), so it is viewed as
+    ``[N, pixels, C]`` against the ``[C, levels]`` thresholds.
+    """
     t = node.tensors["thresholds"].astype(np.int64)
-    count = (acc[:, :, None] >= t[None, :, :]).sum(axis=2).astype(np.int64)
+    a = acc.reshape(len(acc), -1, t.shape[0])
+    count = (a[..., None] >= t).sum(axis=-1).reshape(len(acc), -1).astype(np.int64)
     if node.attrs.get("bipolar"):
         return 2 * count - 1
     return count + int(node.attrs["offset"])
@@ -66,9 +106,8 @@ def multi_threshold(node: Node, acc: np.ndarray) -> np.ndarray:
 
 def output_dequant(node: Node, acc: np.ndarray) -> np.ndarray:
     """``float32(acc) * scale + bias`` in float32, the only float step after the input."""
-    return acc.astype(np.float32) * node.tensors["scale"].astype(np.float32) + node.tensors[
-        "bias"
-    ].astype(np.float32)
+    scale = node.tensors["scale"].astype(np.float32)
+    return acc.astype(np.float32) * scale + node.tensors["bias"].astype(np.float32)
 
 
 def run_golden(graph: Graph, x: np.ndarray) -> GoldenResult:
@@ -84,6 +123,7 @@ def run_golden(graph: Graph, x: np.ndarray) -> GoldenResult:
 def run_golden_int(graph: Graph, x_int: np.ndarray) -> GoldenResult:
     """Execute ``graph`` from already-quantized input integers (what the hardware sees)."""
     ranges = node_ranges(graph)
+    shapes = infer_shapes(graph)
     worst = max(max(abs(r.min), abs(r.max)) for r in ranges.values())
     if worst >= 2**62:
         raise IRError(f"golden: accumulator range {worst} does not fit int64")
@@ -95,6 +135,12 @@ def run_golden_int(graph: Graph, x_int: np.ndarray) -> GoldenResult:
             outs[n.name] = dense(n, x)
         elif n.op == "MultiThreshold":
             outs[n.name] = multi_threshold(n, x)
+        elif n.op == "Conv2d":
+            outs[n.name] = conv2d(n, x, shapes[n.inputs[0]])
+        elif n.op == "MaxPool":
+            outs[n.name] = max_pool(n, x, shapes[n.inputs[0]])
+        elif n.op == "Flatten":
+            outs[n.name] = x
         elif n.op == "OutputDequant":
             logits = output_dequant(n, x)
             outs[n.name] = logits

@@ -31,8 +31,20 @@ Operators (all hardware tensors are integers; floats only at the two ends):
     ``offset``, optional ``bipolar`` (only with ``out_bits = 1``: ``out = 2*count - 1``,
     i.e. {-1, +1} as in BNNs). Bias, batch norm, scales and the activation quantizer are
     folded in here.
+``Conv2d``
+    NHWC convolution: tensor ``weight`` (int, ``[OC, KH, KW, IC / groups]``); attrs
+    ``weight_bits``, ``stride`` ``[sh, sw]``, ``padding`` ``[ph, pw]`` (zeros), ``groups``.
+``MaxPool``
+    per channel maximum over ``kernel`` ``[kh, kw]`` windows with ``stride`` ``[sh, sw]``.
+``Flatten``
+    ``[H, W, C]`` -> ``[H*W*C]`` in NHWC order (the exporter permutes the next layer's
+    weight columns from PyTorch's NCHW order).
 ``OutputDequant``
     ``logits = float32(acc) * scale + bias``; tensors ``scale`` and ``bias`` (float32, ``[C]``).
+
+Activations are ``[H, W, C]`` (images; ``InputQuant`` attr ``shape``) or ``[F]`` vectors;
+golden stores every node's output flattened to ``[N, features]`` in NHWC order, and
+:func:`infer_shapes` gives each node's shape.
 """
 
 from __future__ import annotations
@@ -57,6 +69,10 @@ OP_SCHEMA: dict[str, tuple[set[str], set[str], set[str]]] = {
     "Dense": ({"weight_bits"}, {"weight"}, {"bias", "codebook", "weight_index"}),
     "MultiThreshold": ({"out_bits", "offset"}, {"thresholds"}, set()),
     "OutputDequant": (set(), {"scale", "bias"}, set()),
+    "Conv2d": ({"weight_bits", "stride", "padding", "groups"}, {"weight"},
+               {"codebook", "weight_index"}),
+    "MaxPool": ({"kernel", "stride"}, set(), set()),
+    "Flatten": (set(), set(), set()),
 }
 
 
@@ -116,7 +132,7 @@ class Graph:
             seen.add(n.name)
         if not self.nodes or self.nodes[0].op != "InputQuant":
             raise IRError(f"{where}: the first node must be InputQuant")
-        _check_channel_counts(self, where)
+        infer_shapes(self, where)
         return self
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -173,10 +189,11 @@ class Graph:
 
 
 def _check_node_tensors(n: Node, loc: str) -> None:
-    if n.op == "Dense":
+    if n.op in ("Dense", "Conv2d"):
         w = n.tensors["weight"]
-        if w.ndim != 2 or not np.issubdtype(w.dtype, np.integer):
-            raise IRError(f"{loc}: weight must be a 2-D integer array, got {w.dtype}{w.shape}")
+        if w.ndim != (2 if n.op == "Dense" else 4) or not np.issubdtype(w.dtype, np.integer):
+            raise IRError(f"{loc}: weight must be a {2 if n.op == 'Dense' else 4}-D integer "
+                          f"array, got {w.dtype}{w.shape}")
         bits = int(n.attrs["weight_bits"])
         lo, hi = weight_range(bits)
         if w.size and (w.min() < lo or w.max() > hi):
@@ -223,25 +240,62 @@ def weight_range(bits: int) -> tuple[int, int]:
     return -(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1
 
 
-def channels_of(graph: Graph, name: str) -> int:
-    """Number of channels (features) produced by node ``name``."""
-    n = graph.node(name)
-    if n.op == "InputQuant":
-        return int(n.attrs["features"])
-    if n.op == "Dense":
-        return int(n.tensors["weight"].shape[0])
-    return channels_of(graph, n.inputs[0])
-
-
-def _check_channel_counts(graph: Graph, where: str) -> None:
-    for n in graph.nodes[1:]:
-        c_in = channels_of(graph, n.inputs[0])
+def infer_shapes(graph: Graph, where: str = "graph") -> dict[str, tuple[int, ...]]:
+    """Output shape of every node (without the batch axis); raises on any inconsistency."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for n in graph.nodes:
         loc = f"{where}: node '{n.name}' ({n.op})"
-        if n.op == "Dense" and n.tensors["weight"].shape[1] != c_in:
-            raise IRError(f"{loc}: weight has {n.tensors['weight'].shape[1]} inputs, "
-                          f"input '{n.inputs[0]}' gives {c_in}")
-        if n.op == "MultiThreshold" and n.tensors["thresholds"].shape[0] != c_in:
-            raise IRError(f"{loc}: {n.tensors['thresholds'].shape[0]} threshold rows for "
-                          f"{c_in} channels")
-        if n.op == "OutputDequant" and n.tensors["scale"].shape != (c_in,):
-            raise IRError(f"{loc}: scale shape {n.tensors['scale'].shape} != ({c_in},)")
+        if n.op == "InputQuant":
+            shape = tuple(int(v) for v in n.attrs.get("shape", [n.attrs["features"]]))
+            if int(np.prod(shape)) != int(n.attrs["features"]):
+                raise IRError(f"{loc}: shape {list(shape)} does not hold {n.attrs['features']} features")
+            shapes[n.name] = shape
+            continue
+        x = shapes[n.inputs[0]]
+        if n.op == "Dense":
+            w = n.tensors["weight"]
+            if len(x) != 1 or w.shape[1] != x[0]:
+                raise IRError(f"{loc}: weight has {w.shape[1]} inputs, input '{n.inputs[0]}' "
+                              f"gives shape {list(x)}" + (" (Flatten first)" if len(x) == 3 else ""))
+            shapes[n.name] = (int(w.shape[0]),)
+        elif n.op == "Conv2d":
+            shapes[n.name] = _conv_shape(n, x, loc)
+        elif n.op == "MaxPool":
+            if len(x) != 3:
+                raise IRError(f"{loc}: needs an [H, W, C] input, got {list(x)}")
+            (kh, kw), (sh, sw) = n.attrs["kernel"], n.attrs["stride"]
+            if kh > x[0] or kw > x[1]:
+                raise IRError(f"{loc}: kernel {[kh, kw]} larger than input {list(x[:2])}")
+            shapes[n.name] = ((x[0] - kh) // sh + 1, (x[1] - kw) // sw + 1, x[2])
+        elif n.op == "Flatten":
+            shapes[n.name] = (int(np.prod(x)),)
+        else:  # MultiThreshold, OutputDequant: per channel, shape unchanged
+            rows = (n.tensors["thresholds"].shape[0] if n.op == "MultiThreshold"
+                    else n.tensors["scale"].shape[0])
+            if rows != x[-1]:
+                raise IRError(f"{loc}: {rows} channel parameters for input shape {list(x)}")
+            shapes[n.name] = x
+    return shapes
+
+
+def _conv_shape(n: Node, x: tuple[int, ...], loc: str) -> tuple[int, int, int]:
+    w = n.tensors["weight"]
+    if len(x) != 3:
+        raise IRError(f"{loc}: needs an [H, W, C] input, got {list(x)}")
+    if w.ndim != 4:
+        raise IRError(f"{loc}: weight must be [OC, KH, KW, IC/groups], got {list(w.shape)}")
+    groups = int(n.attrs["groups"])
+    if groups < 1 or x[2] % groups or w.shape[0] % groups or w.shape[3] * groups != x[2]:
+        raise IRError(f"{loc}: groups={groups} does not fit {x[2]} input and {w.shape[0]} "
+                      f"output channels with weight {list(w.shape)}")
+    (sh, sw), (ph, pw) = n.attrs["stride"], n.attrs["padding"]
+    oh = (x[0] + 2 * ph - w.shape[1]) // sh + 1
+    ow = (x[1] + 2 * pw - w.shape[2]) // sw + 1
+    if oh < 1 or ow < 1:
+        raise IRError(f"{loc}: kernel {list(w.shape[1:3])} does not fit input {list(x[:2])}")
+    return oh, ow, int(w.shape[0])
+
+
+def channels_of(graph: Graph, name: str) -> int:
+    """Channels (last axis) produced by node ``name``: features for vectors."""
+    return infer_shapes(graph)[name][-1]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qfab.ir import Graph, Node
+from qfab.ir import Graph, Node, infer_shapes
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,11 @@ def bits_for(lo: int, hi: int) -> int:
     """
     if lo >= 0:
         return max(1, int(hi).bit_length())
-    return max(int(hi).bit_length(), int(-lo - 1).bit_length()) + 1
+
+    def magnitude(v: int) -> int:  # bits of v in two's complement, sign bit excluded
+        return (v if v >= 0 else -v - 1).bit_length()
+
+    return max(magnitude(int(lo)), magnitude(int(hi))) + 1
 
 
 def dense_acc_range(node: Node, x: IntRange) -> IntRange:
@@ -65,16 +69,45 @@ def dense_acc_range(node: Node, x: IntRange) -> IntRange:
     return IntRange(lo, hi)
 
 
+def conv_acc_range(node: Node, x: IntRange) -> IntRange:
+    """Accumulator range of a Conv2d over per-input-channel ranges ``x``.
+
+    Each output channel sees its group's input channels at every kernel tap; with zero
+    padding an input may also be 0, so 0 joins the input range then.
+    """
+    w = node.tensors["weight"].astype(np.int64)  # [OC, KH, KW, ICg]
+    oc, _, _, icg = w.shape
+    lo, hi = x.lo, x.hi
+    if any(node.attrs["padding"]):
+        lo, hi = np.minimum(lo, 0), np.maximum(hi, 0)
+    group = np.arange(oc) // (oc // int(node.attrs["groups"]))
+    cols = group[:, None] * icg + np.arange(icg)[None, :]  # [OC, ICg] input channel ids
+    a = w * lo[cols][:, None, None, :]
+    b = w * hi[cols][:, None, None, :]
+    return IntRange(np.minimum(a, b).sum(axis=(1, 2, 3)), np.maximum(a, b).sum(axis=(1, 2, 3)))
+
+
 def node_ranges(graph: Graph) -> dict[str, IntRange]:
-    """Output range of every integer node (OutputDequant is float and is skipped)."""
+    """Output range of every integer node, per channel (OutputDequant is float: skipped).
+
+    For a Flatten, the range is per feature (channel ranges tiled over the pixels).
+    """
+    shapes = infer_shapes(graph)
     out: dict[str, IntRange] = {}
     for n in graph.nodes:
         if n.op == "InputQuant":
-            bits, feats = int(n.attrs["bits"]), int(n.attrs["features"])
+            bits, feats = int(n.attrs["bits"]), shapes[n.name][-1]
             lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if n.attrs["signed"] else (0, 2**bits - 1)
             out[n.name] = IntRange(np.full(feats, lo, np.int64), np.full(feats, hi, np.int64))
         elif n.op == "Dense":
             out[n.name] = dense_acc_range(n, out[n.inputs[0]])
+        elif n.op == "Conv2d":
+            out[n.name] = conv_acc_range(n, out[n.inputs[0]])
+        elif n.op == "MaxPool":
+            out[n.name] = out[n.inputs[0]]
+        elif n.op == "Flatten":
+            x, pixels = out[n.inputs[0]], int(np.prod(shapes[n.inputs[0]][:-1]))
+            out[n.name] = IntRange(np.tile(x.lo, pixels), np.tile(x.hi, pixels))
         elif n.op == "MultiThreshold":
             t = n.tensors["thresholds"]
             off = int(n.attrs["offset"])

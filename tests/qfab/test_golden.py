@@ -50,3 +50,29 @@ def test_first_mismatch_names_layer_vector_channel():
     assert first_mismatch(a, b, "fc1") == ("fc1", 2, 1, 0, 7)
     with pytest.raises(IRError):
         first_mismatch(a, b[:2], "fc1")
+
+
+@pytest.mark.parametrize(("stride", "padding", "groups"), [(1, 0, 1), (2, 1, 1), (1, 1, 2), (1, 1, 4)])
+def test_conv2d_and_maxpool_match_torch(stride, padding, groups):
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    from qfab.golden import conv2d, max_pool
+
+    rng = np.random.default_rng(0)
+    h, w, c, oc, k = 7, 6, 4, 8, 3
+    x = rng.integers(0, 16, size=(3, h * w * c))
+    wt = rng.integers(-7, 8, size=(oc, k, k, c // groups))
+    node = Node("conv", "Conv2d", ["x"], {"weight_bits": 4, "stride": [stride, stride],
+                                         "padding": [padding, padding], "groups": groups},
+                {"weight": wt})
+    got = conv2d(node, x, (h, w, c))
+    ref = F.conv2d(torch.tensor(x, dtype=torch.float64).reshape(3, h, w, c).permute(0, 3, 1, 2),
+                   torch.tensor(wt, dtype=torch.float64).permute(0, 3, 1, 2),
+                   stride=stride, padding=padding, groups=groups)
+    np.testing.assert_array_equal(got, ref.permute(0, 2, 3, 1).reshape(3, -1).numpy())
+    oh, ow = ref.shape[2], ref.shape[3]
+    pool = Node("p", "MaxPool", ["conv"], {"kernel": [2, 2], "stride": [2, 2]})
+    ref_pool = F.max_pool2d(ref, 2)
+    np.testing.assert_array_equal(max_pool(pool, got, (oh, ow, oc)),
+                                  ref_pool.permute(0, 2, 3, 1).reshape(3, -1).numpy())
