@@ -36,16 +36,22 @@ class Equality:
 def brevitas_trace(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
     """Integer outputs of the input quantizer and each QuantReLU, plus float logits.
 
-    Keys follow the IR node names of :func:`quant_train.export_ir.export_mlp`
+    Keys follow the IR node names of :func:`quant_train.export_ir.export_model`
     (``input``, ``mt0``, ``mt1``, ..., ``output``).
     """
     model.eval()
     seen: dict[str, np.ndarray] = {}
-    hooks = [model.input_quant.register_forward_hook(
-        lambda m, a, out: seen.__setitem__("input", quant_ints(out)))]
-    for i, act in enumerate(model.acts):
-        hooks.append(act.register_forward_hook(
-            lambda m, a, out, i=i: seen.__setitem__(f"mt{i}", quant_ints(out))))
+
+    def keep(name: str):  # NCHW activations are compared in the IR's NHWC order
+        def hook(module: nn.Module, args: tuple, out: object) -> None:
+            v = quant_ints(out)
+            seen[name] = (v.transpose(0, 2, 3, 1) if v.ndim == 4 else v).reshape(len(v), -1)
+        return hook
+
+    hooks = [model.input_quant.register_forward_hook(keep("input"))]
+    for i, step in enumerate(model.export_plan()):
+        if step[0] in ("conv", "dense"):
+            hooks.append(step[3].register_forward_hook(keep(f"mt{i}")))
     try:
         seen["output"] = model(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
     finally:

@@ -20,7 +20,7 @@ from torch import nn
 
 from qfab.errors import ExportError
 from qfab.ir import Graph, Node
-from qfab.ranges import IntRange, dense_acc_range
+from qfab.ranges import IntRange, conv_acc_range, dense_acc_range
 
 #: float32 represents every integer up to 2^24 exactly: the bound for an exact forward.
 FLOAT32_EXACT_INT = 2**24
@@ -54,21 +54,35 @@ def quant_ints(qt: Any) -> np.ndarray:
 
 
 def level_counter(
-    chain: nn.Module, acc_scale: np.ndarray, sign: np.ndarray, bipolar: bool
+    chain: nn.Module, acc_scale: np.ndarray, sign: np.ndarray, bipolar: bool,
+    spatial: tuple[int, int] | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Map integer accumulators ``[N, C]`` to output level counts through the model's ops.
 
     ``chain`` is the model's own eval-mode batch norm + activation quantizer; it gets
-    ``acc * sign * acc_scale`` in float32, exactly the linear layer's float output for
+    ``acc * sign * acc_scale`` in float32, exactly the layer's float output for
     power-of-two scales (``sign`` = -1 marks channels whose weight row the IR negates).
     Counts are the quantizer's integers, or ``(v + 1) / 2`` for a bipolar sign.
+
+    For a convolution the values are broadcast to the layer's real ``[N, C, OH, OW]``
+    shape, so batch norm runs the same CPU kernel as in the real forward; every pixel
+    must then give the same level, which is checked (a kernel whose rounding depended on
+    the position would make any threshold wrong somewhere).
     """
     scale32 = torch.from_numpy((np.broadcast_to(acc_scale, sign.shape) * sign).astype(np.float32))
 
     def count(a: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            out = chain(torch.from_numpy(a.astype(np.float32)) * scale32)
-        v = quant_ints(out)
+            y = torch.from_numpy(a.astype(np.float32)) * scale32
+            if spatial is not None:
+                y = y[:, :, None, None].expand(*y.shape, *spatial).contiguous()
+            v = quant_ints(chain(y))
+        if spatial is not None:
+            flat = v.reshape(*v.shape[:2], -1)
+            if np.any(flat != flat[..., :1]):
+                raise ExportError("batch norm + activation give different levels at different "
+                                  "pixels for the same accumulator; thresholds cannot be exact")
+            v = flat[..., 0]
         return (v + 1) // 2 if bipolar else v
 
     return count
@@ -127,6 +141,7 @@ def _weight_tensors(layer: nn.Module, w: np.ndarray, name: str) -> dict[str, np.
 
 def _capture_classifier_input(model: nn.Module, x: torch.Tensor) -> Any:
     seen: dict[str, Any] = {}
+
     def grab(module: nn.Module, args: tuple) -> None:
         seen["x"] = args[0]
 
@@ -139,70 +154,126 @@ def _capture_classifier_input(model: nn.Module, x: torch.Tensor) -> Any:
     return seen["x"]
 
 
-def export_mlp(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
-    """Turn a trained ``QuantMLP`` (eval mode is forced) into a validated IR graph."""
+def _thresholds(
+    name: str, w: np.ndarray, acc_scale: np.ndarray, bn: nn.Module, act: nn.Module,
+    acc_range: Callable[[np.ndarray], IntRange], spatial: tuple[int, int] | None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], bool]:
+    """(IR weight with falling channels negated, thresholds, attrs, bipolar) for one layer."""
+    chain = nn.Sequential(bn, act).eval()
+    act_bits = int(act.act_quant.bit_width())
+    bipolar = act_bits == 1
+    if bool(act.act_quant.is_signed) and not bipolar:
+        raise ExportError(f"{name}: signed multi-bit activations are not supported yet")
+    acc = acc_range(w)
+    # Channels whose output falls as the accumulator rises get their weight row
+    # negated, so every threshold unit compares "acc >= T" (weights are symmetric).
+    ones = np.ones(len(w), np.int64)
+    ends = level_counter(chain, acc_scale, ones, bipolar, spatial)(np.stack([acc.lo, acc.hi]))
+    sign = np.where(ends[0] > ends[1], -1, 1).astype(np.int64)
+    w_ir = w * sign.reshape(-1, *([1] * (w.ndim - 1)))
+    t = thresholds_from_brevitas(level_counter(chain, acc_scale, sign, bipolar, spatial),
+                                 acc_range(w_ir), 2**act_bits - 1, name)
+    attrs = {"out_bits": act_bits, "offset": 0, **({"bipolar": True} if bipolar else {})}
+    return w_ir, t, attrs, bipolar
+
+
+def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
+    """Turn a trained QuantMLP or QuantCNN (eval mode is forced) into a validated IR graph.
+
+    Walks ``model.export_plan()``; every weight layer gets a global index ``i`` and
+    nodes ``conv{i}``/``fc{i}``, ``mt{i}`` (thresholds) and ``pool{i}``.
+    """
     model.eval()
     iq = model.input_quant.act_quant
     in_scale = _power_of_two(float(iq.scale().detach()), "input_quant")
     in_bits, signed = int(iq.bit_width()), bool(iq.is_signed)
-    features = int(model.linears[0].in_features if len(model.linears) else model.classifier.in_features)
-    nodes = [Node("input", "InputQuant", [],
-                  {"bits": in_bits, "signed": signed, "scale": in_scale, "features": features})]
+    shape = tuple(model.input_shape)
+    features = int(np.prod(shape))
+    attrs: dict[str, Any] = {"bits": in_bits, "signed": signed, "scale": in_scale,
+                             "features": features}
+    if len(shape) == 3:
+        attrs["shape"] = list(shape)
+    nodes = [Node("input", "InputQuant", [], attrs)]
     lo, hi = (-(2 ** (in_bits - 1)), 2 ** (in_bits - 1) - 1) if signed else (0, 2**in_bits - 1)
-    x_range = IntRange(np.full(features, lo, np.int64), np.full(features, hi, np.int64))
-    x_scale = in_scale
-    prev = "input"
-    exact = True
-    for i, (lin, bn, act) in enumerate(zip(model.linears, model.norms, model.acts, strict=True)):
-        qw = lin.quant_weight()
+    x_range = IntRange(np.full(shape[-1], lo, np.int64), np.full(shape[-1], hi, np.int64))
+    x_scale = np.float64(in_scale)
+    prev, exact, spatial_shape = "input", True, shape
+    flatten_perm: np.ndarray | None = None
+    for i, step in enumerate(model.export_plan()):
+        kind = step[0]
+        if kind == "flatten":
+            h, w_, c = spatial_shape
+            # IR index (y, x, ch) reads PyTorch's NCHW flatten index ch*H*W + y*W + x
+            flatten_perm = (np.arange(c)[None, None, :] * h * w_ + np.arange(h)[:, None, None] * w_
+                            + np.arange(w_)[None, :, None]).reshape(-1)
+            nodes.append(Node("flatten", "Flatten", [prev]))
+            x_range = IntRange(np.tile(x_range.lo, h * w_), np.tile(x_range.hi, h * w_))
+            prev, spatial_shape = "flatten", (h * w_ * c,)
+            continue
+        layer = step[1]
+        qw = layer.quant_weight()
         w = quant_ints(qw)
-        acc_scale = x_scale * _scales(qw.scale, f"fc{i}.weight")
-        acc = dense_acc_range(Node("tmp", "Dense", [], {}, {"weight": w}), x_range)
-        exact &= max(abs(acc.min), abs(acc.max)) < FLOAT32_EXACT_INT
-        chain = nn.Sequential(bn, act).eval()
-        act_bits = int(act.act_quant.bit_width())
-        bipolar = act_bits == 1
-        if bool(act.act_quant.is_signed) and not bipolar:
-            raise ExportError(f"mt{i}: signed multi-bit activations are not supported yet")
-        # Channels whose output falls as the accumulator rises get their weight row
-        # negated, so every threshold unit compares "acc >= T" (weights are symmetric).
-        ones = np.ones(len(w), np.int64)
-        ends = level_counter(chain, acc_scale, ones, bipolar)(np.stack([acc.lo, acc.hi]))
-        sign = np.where(ends[0] > ends[1], -1, 1).astype(np.int64)
-        w_ir = w * sign[:, None]
-        probe = dense_acc_range(Node("tmp", "Dense", [], {}, {"weight": w_ir}), x_range)
-        t = thresholds_from_brevitas(level_counter(chain, acc_scale, sign, bipolar), probe,
-                                     2**act_bits - 1, f"mt{i}")
-        nodes.append(Node(f"fc{i}", "Dense", [prev], {"weight_bits": int(qw.bit_width)},
-                          _weight_tensors(lin, w_ir, f"fc{i}")))
-        attrs = {"out_bits": act_bits, "offset": 0, **({"bipolar": True} if bipolar else {})}
-        nodes.append(Node(f"mt{i}", "MultiThreshold", [f"fc{i}"], attrs, {"thresholds": t}))
-        prev = f"mt{i}"
-        x_scale = _power_of_two(float(act.act_quant.scale().detach()), f"act{i}")
-        lo_v, hi_v = (-1, 1) if bipolar else (0, 2**act_bits - 1)
-        x_range = IntRange(np.full(w.shape[0], lo_v, np.int64), np.full(w.shape[0], hi_v, np.int64))
+        name = f"conv{i}" if kind == "conv" else f"fc{i}"
+        if kind == "conv":
+            w = w.transpose(0, 2, 3, 1)  # [OC, IC, KH, KW] -> [OC, KH, KW, IC]
+            (sh, sw), (ph, pw) = layer.stride, layer.padding
+            conv_attrs = {"weight_bits": int(qw.bit_width), "stride": [sh, sw],
+                          "padding": [ph, pw], "groups": int(layer.groups)}
 
-    cls = model.classifier
-    qw = cls.quant_weight()
-    w = quant_ints(qw)
-    out_scale = x_scale * _scales(qw.scale, "classifier.weight")
-    last = f"fc{len(model.linears)}"
-    tensors = _weight_tensors(cls, w, last)
-    if cls.bias is not None:
-        x_q = _capture_classifier_input(model, torch.zeros(1, features))
-        qb = cls.bias_quant(cls.bias, input=x_q, weight=qw)
-        b_scale = _scales(qb.scale, "classifier.bias")
-        if not np.all(b_scale == np.broadcast_to(out_scale, b_scale.shape)):
-            raise ExportError("classifier: bias scale differs from the accumulator scale")
-        tensors["bias"] = quant_ints(qb)
-    node = Node(last, "Dense", [prev], {"weight_bits": int(qw.bit_width)}, tensors)
-    acc = dense_acc_range(node, x_range)
-    exact &= max(abs(acc.min), abs(acc.max)) < FLOAT32_EXACT_INT
-    nodes.append(node)
-    classes = w.shape[0]
-    nodes.append(Node("output", "OutputDequant", [last], {},
-                      {"scale": np.broadcast_to(out_scale, (classes,)).astype(np.float32),
-                       "bias": np.zeros(classes, np.float32)}))
+            def acc_range(wt: np.ndarray, a=conv_attrs, xr=x_range) -> IntRange:
+                return conv_acc_range(Node("tmp", "Conv2d", [], a, {"weight": wt}), xr)
+            h, w_, _ = spatial_shape
+            oh, ow = (h + 2 * ph - w.shape[1]) // sh + 1, (w_ + 2 * pw - w.shape[2]) // sw + 1
+        else:
+            if flatten_perm is not None:
+                w, flatten_perm = w[:, flatten_perm], None
+
+            def acc_range(wt: np.ndarray, xr=x_range) -> IntRange:
+                return dense_acc_range(Node("tmp", "Dense", [], {}, {"weight": wt}), xr)
+        acc_scale = x_scale * _scales(qw.scale, f"{name}.weight")
+        acc = acc_range(w)
+        exact &= max(abs(acc.min), abs(acc.max)) < FLOAT32_EXACT_INT
+        if kind == "classifier":
+            tensors = _weight_tensors(layer, w, name)
+            if layer.bias is not None:
+                x_q = _capture_classifier_input(model, torch.zeros(1, features))
+                qb = layer.bias_quant(layer.bias, input=x_q, weight=qw)
+                b_scale = _scales(qb.scale, f"{name}.bias")
+                if not np.all(b_scale == np.broadcast_to(acc_scale, b_scale.shape)):
+                    raise ExportError(f"{name}: bias scale differs from the accumulator scale")
+                tensors["bias"] = quant_ints(qb)
+            node = Node(name, "Dense", [prev], {"weight_bits": int(qw.bit_width)}, tensors)
+            exact &= max(abs(dense_acc_range(node, x_range).min),
+                         abs(dense_acc_range(node, x_range).max)) < FLOAT32_EXACT_INT
+            classes = w.shape[0]
+            nodes += [node, Node("output", "OutputDequant", [name], {},
+                                 {"scale": np.broadcast_to(acc_scale, (classes,)).astype(np.float32),
+                                  "bias": np.zeros(classes, np.float32)})]
+            break
+        bn, act = step[2], step[3]
+        spatial = (oh, ow) if kind == "conv" else None
+        w_ir, t, mt_attrs, bipolar = _thresholds(f"mt{i}", w, acc_scale, bn, act, acc_range,
+                                                 spatial)
+        if kind == "conv":
+            nodes.append(Node(name, "Conv2d", [prev], conv_attrs, _weight_tensors(layer, w_ir, name)))
+        else:
+            nodes.append(Node(name, "Dense", [prev], {"weight_bits": int(qw.bit_width)},
+                              _weight_tensors(layer, w_ir, name)))
+        nodes.append(Node(f"mt{i}", "MultiThreshold", [name], mt_attrs, {"thresholds": t}))
+        prev = f"mt{i}"
+        x_scale = np.float64(_power_of_two(float(act.act_quant.scale().detach()), f"act{i}"))
+        lo_v, hi_v = (-1, 1) if bipolar else (0, 2**mt_attrs["out_bits"] - 1)
+        x_range = IntRange(np.full(w.shape[0], lo_v, np.int64), np.full(w.shape[0], hi_v, np.int64))
+        if kind == "conv":
+            spatial_shape = (oh, ow, w.shape[0])
+            if step[4]:
+                k = int(step[4])
+                nodes.append(Node(f"pool{i}", "MaxPool", [prev], {"kernel": [k, k], "stride": [k, k]}))
+                prev, spatial_shape = f"pool{i}", (oh // k, ow // k, w.shape[0])
     meta = dict(meta or {})
     meta["float32_exact"] = bool(exact)
     return Graph(nodes, meta).validate("export")
+
+
+#: Kept for callers written against the MLP-only exporter.
+export_mlp = export_model

@@ -12,7 +12,7 @@ replaces it) and the output layer's bias is quantized onto the accumulator's sca
 from __future__ import annotations
 
 import torch
-from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
 from brevitas.quant import (
     Int8WeightPerTensorFixedPoint,
     Int32Bias,
@@ -23,6 +23,9 @@ from brevitas.quant import (
 )
 from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPoint
 from torch import nn
+
+#: One step of a model's export plan (see :meth:`QuantMLP.export_plan`).
+PlanStep = tuple
 
 
 def weight_quant_kwargs(bits: int, per_channel: bool) -> dict:
@@ -94,6 +97,92 @@ class QuantMLP(nn.Module):
             q = act(norm(linear(q)))
         out = self.classifier(q)
         return out.value if hasattr(out, "value") else out
+
+    def export_plan(self) -> list[PlanStep]:
+        """What the exporter walks: ``("dense", linear, norm, act)`` ... ``("classifier", fc)``."""
+        return [*(("dense", lin, bn, act) for lin, bn, act in
+                  zip(self.linears, self.norms, self.acts, strict=True)),
+                ("classifier", self.classifier)]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (int(self.linears[0].in_features if len(self.linears)
+                    else self.classifier.in_features),)
+
+
+class QuantCNN(nn.Module):
+    """LeNet/CNV-style: ``[QuantConv2d -> BatchNorm2d -> act (-> MaxPool)]*``, then an MLP.
+
+    Takes flattened NHWC images ``[N, H*W*C]`` (what the data sets and the IR use) and
+    reshapes them to PyTorch's NCHW inside. ``convs`` lists ``(channels, kernel,
+    padding, pool)`` per conv layer (pool 0 = none).
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        convs: list[tuple[int, int, int, int]],
+        hidden: list[int],
+        classes: int,
+        *,
+        weight_bits: int,
+        act_bits: int,
+        input_bits: int,
+        per_channel: bool = False,
+    ) -> None:
+        super().__init__()
+        self.quant_config = {"weight_bits": weight_bits, "act_bits": act_bits,
+                             "input_bits": input_bits, "per_channel": per_channel}
+        self.shape = tuple(input_shape)
+        self.conv_specs = [tuple(c) for c in convs]
+        self.input_quant = QuantIdentity(
+            act_quant=Uint8ActPerTensorFixedPointMaxInit, bit_width=input_bits,
+            max_val=1.0 - 2.0**-input_bits, return_quant_tensor=True)
+        wq = weight_quant_kwargs(weight_bits, per_channel)
+        self.convs, self.conv_norms, self.conv_acts = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        h, w, c = input_shape
+        for channels, kernel, padding, pool in self.conv_specs:
+            self.convs.append(QuantConv2d(c, channels, kernel, padding=padding, bias=False, **wq))
+            self.conv_norms.append(nn.BatchNorm2d(channels))
+            self.conv_acts.append(activation(act_bits))
+            h, w, c = h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1, channels
+            if pool:
+                h, w = h // pool, w // pool
+        self.linears, self.norms, self.acts = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        width = h * w * c
+        for units in hidden:
+            self.linears.append(QuantLinear(width, units, bias=False, **wq))
+            self.norms.append(nn.BatchNorm1d(units))
+            self.acts.append(activation(act_bits))
+            width = units
+        self.classifier = QuantLinear(width, classes, bias=True, bias_quant=Int32Bias, **wq)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w, c = self.shape
+        q = self.input_quant(x.reshape(-1, h, w, c).permute(0, 3, 1, 2))
+        for conv, norm, act, spec in zip(self.convs, self.conv_norms, self.conv_acts,
+                                         self.conv_specs, strict=True):
+            q = act(norm(conv(q)))
+            if spec[3]:
+                q = torch.nn.functional.max_pool2d(q, spec[3])
+        q = q.flatten(1)
+        for linear, norm, act in zip(self.linears, self.norms, self.acts, strict=True):
+            q = act(norm(linear(q)))
+        out = self.classifier(q)
+        return out.value if hasattr(out, "value") else out
+
+    def export_plan(self) -> list[PlanStep]:
+        """``("conv", conv, norm, act, pool)``*, ``("flatten",)``, MLP steps."""
+        return [*(("conv", conv, bn, act, spec[3]) for conv, bn, act, spec in
+                  zip(self.convs, self.conv_norms, self.conv_acts, self.conv_specs, strict=True)),
+                ("flatten",),
+                *(("dense", lin, bn, act) for lin, bn, act in
+                  zip(self.linears, self.norms, self.acts, strict=True)),
+                ("classifier", self.classifier)]
 
 
 class FloatMLP(nn.Module):

@@ -98,3 +98,33 @@ def test_non_power_of_two_scale_is_refused(digits):
                                    weight_bit_width=2)
     with pytest.raises(ExportError, match="fc0.weight.*power of two"):
         export_mlp(model)
+
+
+@pytest.mark.parametrize(("arch", "wb", "ab"), [("lenet5", 4, 4), ("cnv", 2, 2), ("lenet5", 1, 1),
+                                                ("tfc", 1, 1)])
+def test_zoo_models_export_exactly(digits, arch, wb, ab):
+    from quant_train.zoo import build_model
+
+    seed_everything(0)
+    model = build_model(arch, digits.image_shape, 10, weight_bits=wb, act_bits=ab)
+    train_classifier(model, digits.x_train, digits.y_train, TrainSettings(epochs=2))
+    graph = export_mlp(model)
+    x = np.concatenate([digits.x_test, digits.x_train])
+    eq = compare_brevitas_to_golden(model, graph, x)
+    assert eq.mismatches == 0, eq.first_mismatch
+    ops = [n.op for n in graph.nodes]
+    if arch != "tfc":
+        assert ops.count("Conv2d") >= 2 and "Flatten" in ops and "MaxPool" in ops
+
+
+def test_conv_negative_slope_and_padding_with_bipolar(digits):
+    from quant_train.models import QuantCNN
+
+    seed_everything(1)
+    model = QuantCNN((8, 8, 1), [(8, 3, 1, 0), (8, 3, 1, 2)], [16], 10, weight_bits=2,
+                     act_bits=1, input_bits=8)
+    train_classifier(model, digits.x_train, digits.y_train, TrainSettings(epochs=1))
+    with torch.no_grad():
+        model.conv_norms[1].weight[::2] *= -1
+    eq = compare_brevitas_to_golden(model, export_mlp(model), digits.x_test)
+    assert eq.mismatches == 0, eq.first_mismatch
