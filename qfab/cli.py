@@ -23,6 +23,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from qfab.compress_flow import run_compress
+    from qfab.config import load_config
+
+    cfg = load_config(args.config)
+    run_compress(cfg, Path(args.out), Console())
+    print(f"wrote {args.out}/compression.md, {args.out}/compression.json")
+    return 0
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from qfab.config import load_config
 
@@ -60,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="YAML config (see README: config reference)")
     run.add_argument("--out", required=True, help="output folder (written atomically)")
     run.set_defaults(func=_cmd_run)
+    comp = sub.add_parser("compress", help="baseline + compress steps (prune, quantize, share, "
+                          "encode) -> survey-style table")
+    comp.add_argument("config", help="YAML config with a compress: section")
+    comp.add_argument("--out", required=True, help="output folder (written atomically)")
+    comp.set_defaults(func=_cmd_compress)
     check = sub.add_parser("check-config", help="validate a config and print it with defaults")
     check.add_argument("config")
     check.set_defaults(func=_cmd_check)

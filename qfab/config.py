@@ -31,11 +31,12 @@ class Section(BaseModel):
 class ModelConfig(Section):
     """``model:`` the network to train."""
 
-    arch: Literal["mlp"] = "mlp"
+    arch: Literal["mlp", "tfc", "sfc", "lfc", "lenet300", "lenet5", "cnv"] = "mlp"
     hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 64])
-    weight_bits: int = Field(2, ge=2, le=8)
-    act_bits: int = Field(2, ge=2, le=8)
+    weight_bits: int = Field(2, ge=1, le=8)
+    act_bits: int = Field(2, ge=1, le=8)
     input_bits: int = Field(8, ge=2, le=8)
+    per_channel: bool = False
 
     @field_validator("hidden")
     @classmethod

@@ -45,8 +45,10 @@ class StageLog:
 
 
 def layer_dims(features: int, cfg: Config, classes: int) -> list[tuple[int, int]]:
-    """(MW, MH) of every Dense layer the config will produce, known before training."""
-    sizes = [features, *cfg.model.hidden, classes]
+    """(MW, MH) of every Dense layer of an MLP config, known before training."""
+    from quant_train.zoo import MLP_SIZES
+
+    sizes = [features, *MLP_SIZES.get(cfg.model.arch, cfg.model.hidden), classes]
     return list(zip(sizes[:-1], sizes[1:], strict=False))
 
 
@@ -65,32 +67,33 @@ def precheck_folding(cfg: Config, dims: list[tuple[int, int]]) -> None:
         check_fold(LayerFold(f"fc{i}", mw, mh, p, s))
 
 
-def run_flow(cfg: Config, out: Path, console: Console | None = None) -> dict[str, Any]:
-    """Run every stage, write ``out/{model.qfab.npz, rtl/, report.json}``; return the report."""
-    console = console or Console()
-    out = Path(out)
+@contextmanager
+def atomic_output(out: Path) -> Iterator[Path]:
+    """Yield a temp folder beside ``out``; on success it replaces ``out``, else vanishes."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        report = _run_stages(cfg, tmp, console)
-        _publish(tmp, out)
+        yield tmp
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{time.time_ns()}")
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def run_flow(cfg: Config, out: Path, console: Console | None = None) -> dict[str, Any]:
+    """Run every stage, write ``out/{model.qfab.npz, rtl/, report.json}``; return the report."""
+    console = console or Console()
+    with atomic_output(Path(out)) as work:
+        report = _run_stages(cfg, work, console)
     return report
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Swap the finished folder into place; an older result is replaced only on success."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{time.time_ns()}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
@@ -100,8 +103,9 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     from hw_gen.rtl_gen import generate_rtl
     from quant_train.datasets import load_dataset
     from quant_train.equality import compare_brevitas_to_golden
-    from quant_train.export_ir import export_mlp
-    from quant_train.models import FloatMLP, QuantMLP
+    from quant_train.export_ir import export_model
+    from quant_train.models import FloatMLP
+    from quant_train.zoo import CONV_ARCHS, build_model
     from quant_train.train import (
         TrainSettings,
         accuracy,
@@ -114,8 +118,9 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with log.stage("data", f"data set '{cfg.dataset_name}'"):
         data = load_dataset(cfg.dataset_name, cfg.dataset_path)
-    dims = layer_dims(data.features, cfg, data.classes)
-    precheck_folding(cfg, dims)
+    is_mlp = cfg.model.arch not in CONV_ARCHS
+    if is_mlp:
+        precheck_folding(cfg, layer_dims(data.features, cfg, data.classes))
     settings = TrainSettings(cfg.train.epochs, cfg.train.seed, cfg.train.lr, cfg.train.batch_size)
     report: dict[str, Any] = {"config": cfg.model_dump(mode="json"),
                               "dataset": {"name": data.name, "train": len(data.y_train),
@@ -123,23 +128,26 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
                                           "classes": data.classes}}
 
     float_acc = None
-    if cfg.train.float_baseline:
+    if cfg.train.float_baseline and is_mlp:
         seed_everything(settings.seed)
-        fmodel = FloatMLP(data.features, list(cfg.model.hidden), data.classes)
+        dims = layer_dims(data.features, cfg, data.classes)
+        fmodel = FloatMLP(data.features, [mh for _, mh in dims[:-1]], data.classes)
         with _epochs(console, "float baseline", settings.epochs) as tick:
             train_classifier(fmodel, data.x_train, data.y_train, settings, tick)
         float_acc = accuracy(predict(fmodel, data.x_test), data.y_test)
     m = cfg.model
     seed_everything(settings.seed)
-    qmodel = QuantMLP(data.features, list(m.hidden), data.classes, weight_bits=m.weight_bits,
-                      act_bits=m.act_bits, input_bits=m.input_bits)
+    shape = data.image_shape if not is_mlp else (data.features,)
+    qmodel = build_model(m.arch, shape, data.classes, hidden=list(m.hidden),
+                         weight_bits=m.weight_bits, act_bits=m.act_bits,
+                         input_bits=m.input_bits, per_channel=m.per_channel)
     label = f"QAT w{m.weight_bits}a{m.act_bits}"
     with _epochs(console, label, settings.epochs) as tick:
         train_classifier(qmodel, data.x_train, data.y_train, settings, tick)
     torch.save(qmodel.state_dict(), work / "brevitas_model.pt")
 
     with log.stage("export", "export Brevitas → IR (thresholds from the model's own ops)"):
-        graph = export_mlp(qmodel, {"dataset": data.name, "config": report["config"]})
+        graph = export_model(qmodel, {"dataset": data.name, "config": report["config"]})
         graph.save(work / "model.qfab.npz")
     with log.stage("golden", "level 1: Brevitas == golden on every test vector"):
         eq1 = compare_brevitas_to_golden(qmodel, graph, data.x_test)

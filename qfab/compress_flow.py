@@ -1,0 +1,102 @@
+"""``qfab compress CONFIG --out DIR``: the compression pipeline, its table and its checks.
+
+Writes ``DIR/compression.json`` (rows + per-layer storage), ``DIR/compression.md`` (the
+survey-style table), and, when the result is quantized, ``DIR/model.qfab.npz`` after
+checking golden == Brevitas on every test vector. Outputs appear atomically (temp folder,
+then rename), as for ``qfab run``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from qfab.config import Config
+from qfab.errors import MismatchError
+from qfab.flow import atomic_output
+
+COLUMNS = [("step", "step"), ("acc", "accuracy"), ("delta", "Δ acc"), ("params", "#params"),
+           ("params_ratio", "params ×"), ("bytes", "bytes"), ("Cr", "Cr"), ("MACs", "MACs"),
+           ("Sr", "Sr")]
+
+
+def format_cell(key: str, value: Any) -> str:
+    if key in ("acc", "baseline_acc"):
+        return f"{value:.2%}"
+    if key == "delta":
+        return f"{value * 100:+.2f} pt"
+    if key in ("Cr", "Sr", "params_ratio"):
+        return f"{value:.1f}x"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown_table(table: list[dict[str, Any]]) -> str:
+    """The table as Markdown, model and data set in the heading."""
+    head = f"{table[0]['model']} on {table[0]['dataset']}\n\n"
+    lines = ["| " + " | ".join(t for _, t in COLUMNS) + " | storage |",
+             "|" + "---|" * (len(COLUMNS) + 1)]
+    lines += ["| " + " | ".join(format_cell(k, r[k]) for k, _ in COLUMNS) + f" | {r['storage']} |"
+              for r in table]
+    return head + "\n".join(lines) + "\n"
+
+
+def print_table(console: Console, table: list[dict[str, Any]]) -> None:
+    t = Table(title=f"compression: {table[0]['model']} on {table[0]['dataset']}")
+    for _, title in COLUMNS:
+        t.add_column(title, justify="left" if title == "step" else "right")
+    for r in table:
+        t.add_row(*(format_cell(k, r[k]) for k, _ in COLUMNS))
+    console.print(t)
+
+
+def run_compress(cfg: Config, out: Path, console: Console | None = None) -> list[dict[str, Any]]:
+    """Run the pipeline of ``cfg.compress`` and write its results into ``out``."""
+    from quant_train.compress import Pipeline, as_json, mlp_hidden, survey_table
+    from quant_train.datasets import load_dataset
+    from quant_train.equality import compare_brevitas_to_golden
+    from quant_train.export_ir import export_model
+    from quant_train.models import QuantMLP
+
+    console = console or Console()
+    mlp_hidden(cfg)  # refuse unsupported archs before loading anything
+    with atomic_output(Path(out)) as work:
+        data = load_dataset(cfg.dataset_name, cfg.dataset_path)
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} epochs"),
+                   TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            tasks: dict[str, Any] = {}
+
+            def tick(label: str, epoch: int, total: int, loss: float) -> None:
+                if label not in tasks or progress.tasks[tasks[label]].finished:
+                    tasks[label] = progress.add_task(label, total=total, loss=loss)
+                progress.update(tasks[label], completed=epoch + 1, loss=loss)
+
+            pipe = Pipeline(cfg, data, tick)
+            model = pipe.run()
+        name = cfg.model.arch if cfg.model.arch != "mlp" else "mlp-" + "-".join(
+            str(h) for h in cfg.model.hidden)
+        table = survey_table(pipe.rows, name, data.name)
+        report: dict[str, Any] = {"table": table, "rows": as_json(pipe.rows)}
+        if isinstance(model, QuantMLP):
+            graph = export_model(model, {"dataset": data.name, "compress": True})
+            eq = compare_brevitas_to_golden(model, graph, data.x_test)
+            report["brevitas_vs_golden"] = eq.as_dict()
+            if eq.mismatches:
+                raise MismatchError(f"compressed model: Brevitas != golden on {eq.mismatches} "
+                                    f"vectors; first: {eq.first_mismatch}")
+            graph.save(work / "model.qfab.npz")
+        (work / "compression.json").write_text(json.dumps(report, indent=2) + "\n")
+        (work / "compression.md").write_text(markdown_table(table))
+    print_table(console, table)
+    if "brevitas_vs_golden" in report:
+        b = report["brevitas_vs_golden"]
+        console.print(f"Brevitas == golden: {b['mismatches']} mismatches / {b['vectors']} vectors")
+    return table

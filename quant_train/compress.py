@@ -1,0 +1,249 @@
+"""The compression pipeline behind ``qfab compress``: baseline, then steps in the order given.
+
+Steps (config ``compress.steps``): ``prune`` (magnitude, iterative), ``prune_neurons``
+(structured, shrinks layers), ``quantize`` (QAT from the float weights, optional
+distillation from the baseline), ``share`` (k-means weight sharing + centroid
+fine-tuning) and ``encode`` (real encoded bytes: CSC with relative indices, codebook
+indices, Huffman). After every step a row is recorded in the form the surveys use:
+accuracy and its change, parameters, storage and compression ratio Cr, MACs and the
+speed-up Sr = baseline MACs / MACs (counting only non-zero weights, as sparse hardware
+skips zeros).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from qfab.config import CompressStep, Config, EncodeStep
+from qfab.errors import ConfigError
+from quant_train.datasets import Dataset
+from quant_train.distillation import distillation_loss
+from quant_train.export_ir import export_model, quant_ints
+from quant_train.models import FloatMLP, QuantCNN, QuantMLP
+from quant_train.pruning import iterative_prune, make_pruning_permanent, prune_neurons
+from quant_train.share_model import freeze_sharing, share_weights
+from quant_train.train import TrainSettings, accuracy, predict, seed_everything, train_classifier
+
+
+@dataclass
+class Row:
+    """One line of the survey-style table."""
+
+    step: str
+    accuracy: float
+    params: int          # non-zero weights (biases and batch norm not counted, as the surveys)
+    bytes: int          # weight storage in this row's representation
+    storage: str        # what ``bytes`` measures
+    macs: int           # multiply-accumulates per inference over non-zero weights
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
+    """(name, layer, output pixels) of every weight layer: MACs = non-zeros * pixels."""
+    out = []
+    pixels = 1
+    if isinstance(model, QuantCNN):
+        h, w, _ = model.input_shape
+        for i, (conv, spec) in enumerate(zip(model.convs, model.conv_specs, strict=True)):
+            _, k, pad, pool = spec
+            h, w = h + 2 * pad - k + 1, w + 2 * pad - k + 1
+            out.append((f"conv{i}", conv, h * w))
+            if pool:
+                h, w = h // pool, w // pool
+    offset = len(out)
+    out += [(f"fc{offset + i}", lin, pixels) for i, lin in enumerate(model.linears)]
+    out.append((f"fc{offset + len(model.linears)}", model.classifier, pixels))
+    return out
+
+
+def count(model: nn.Module) -> tuple[int, int, int]:
+    """(all weights, non-zero weights, MACs over non-zero weights)."""
+    total = nonzero = macs = 0
+    for _, layer, pixels in weight_layers(model):
+        w = layer.weight.detach()
+        nz = int((w != 0).sum())
+        total += w.numel()
+        nonzero += nz
+        macs += nz * pixels
+    return total, nonzero, macs
+
+
+def dense_bytes(model: nn.Module) -> tuple[int, str]:
+    """Weight bytes stored densely at the model's current precision."""
+    total, _, _ = count(model)
+    if isinstance(model, QuantMLP | QuantCNN):
+        bits = model.quant_config["weight_bits"]
+        return (total * bits + 7) // 8, f"dense {bits}-bit"
+    return total * 4, "dense float32"
+
+
+@contextmanager
+def keep_zeros(model: nn.Module) -> Iterator[nn.Module]:
+    """Hold pruned weights at zero while training (a fixed mask), then fold it in."""
+    layers = [layer for _, layer, _ in weight_layers(model)]
+    masked = []
+    for layer in layers:
+        mask = layer.weight.detach() != 0
+        if not bool(mask.all()) and not torch_prune.is_pruned(layer):
+            torch_prune.custom_from_mask(layer, "weight", mask)
+            masked.append(layer)
+    try:
+        yield model
+    finally:
+        for layer in masked:
+            torch_prune.remove(layer, "weight")
+
+
+def float_to_quant(model: FloatMLP, settings: Any) -> QuantMLP:
+    """A QuantMLP with the float model's weights and batch-norm state (pruned zeros kept)."""
+    if not isinstance(model, FloatMLP):
+        raise ConfigError("compress: 'quantize' needs the float model; it can appear only once, "
+                          "before 'share' and 'encode'")
+    q = QuantMLP(model.linears[0].in_features, [lin.out_features for lin in model.linears],
+                 model.classifier.out_features, weight_bits=settings.weight_bits,
+                 act_bits=settings.act_bits, input_bits=settings.input_bits,
+                 per_channel=settings.per_channel)
+    missing, unexpected = q.load_state_dict(model.state_dict(), strict=False)
+    if unexpected:
+        raise ConfigError(f"compress: float weights do not fit the quantized model: {unexpected}")
+    return q
+
+
+def mlp_hidden(cfg: Config) -> list[int]:
+    """Hidden sizes of the configured MLP; the pipeline starts from a float MLP."""
+    from quant_train.zoo import CONV_ARCHS, MLP_SIZES
+
+    if cfg.model.arch in CONV_ARCHS:
+        raise ConfigError(f"model.arch = {cfg.model.arch}: qfab compress runs on MLPs so far "
+                          f"(mlp, {', '.join(MLP_SIZES)}); conv nets export and check, but their "
+                          "compression pipeline is not built yet")
+    return list(MLP_SIZES.get(cfg.model.arch, cfg.model.hidden))
+
+
+class Pipeline:
+    """Runs the configured steps on a data set, recording a :class:`Row` after each."""
+
+    def __init__(self, cfg: Config, data: Dataset,
+                 on_epoch: Callable[[str, int, int, float], None] | None = None) -> None:
+        self.cfg, self.data = cfg, data
+        self.on_epoch = on_epoch
+        self.rows: list[Row] = []
+        self.teacher: nn.Module | None = None
+        self.storage: list[dict[str, Any]] | None = None
+
+    def _train(self, model: nn.Module, epochs: int, label: str, lr: float | None = None,
+               loss_fn: Any = None) -> nn.Module:
+        if epochs == 0:
+            return model.eval()
+        s = self.cfg.train
+        settings = TrainSettings(epochs, s.seed, lr or s.lr, s.batch_size)
+        hook = None if self.on_epoch is None else (
+            lambda e, loss: self.on_epoch(label, e, epochs, loss))
+        with keep_zeros(model):
+            train_classifier(model, self.data.x_train, self.data.y_train, settings, hook, loss_fn)
+        return model.eval()
+
+    def _record(self, step: str, model: nn.Module, **detail: Any) -> None:
+        acc = accuracy(predict(model, self.data.x_test), self.data.y_test)
+        _, nonzero, macs = count(model)
+        size, storage = dense_bytes(model)
+        self.rows.append(Row(step, acc, nonzero, size, storage, macs, detail))
+
+    def run(self) -> nn.Module:
+        """Baseline, then each step; returns the final model."""
+        cfg, data = self.cfg, self.data
+        hidden = mlp_hidden(cfg)
+        seed_everything(cfg.train.seed)
+        model: nn.Module = FloatMLP(data.features, hidden, data.classes)
+        model = self._train(model, cfg.train.epochs, "baseline")
+        self.teacher = FloatMLP(data.features, hidden, data.classes)
+        self.teacher.load_state_dict(model.state_dict())
+        self.teacher.eval()
+        self._record("baseline (float32)", model)
+        for step in cfg.compress.steps:
+            model = self._step(step, model)
+        return model
+
+    def _step(self, step: CompressStep, model: nn.Module) -> nn.Module:
+        s = step.settings
+        fine_lr = self.cfg.train.lr / 2
+        if step.kind == "prune":
+            schedule = s.schedule or [s.sparsity]
+            model = iterative_prune(model, schedule,
+                                    lambda m: self._train(m, s.fine_tune_epochs, "prune fine-tune",
+                                                          fine_lr), s.scope)
+            self._record(f"prune {max(schedule):.0%} ({s.scope})", model)
+        elif step.kind == "prune_neurons":
+            model = prune_neurons(model, s.fraction, s.criterion)
+            model = self._train(model, s.fine_tune_epochs, "neuron fine-tune", fine_lr)
+            self._record(f"prune neurons {s.fraction:.0%} ({s.criterion})", model,
+                         hidden=[lin.out_features for lin in model.linears])
+        elif step.kind == "quantize":
+            model = float_to_quant(model, s)
+            loss = (distillation_loss(self.teacher, s.distill.temperature, s.distill.alpha)
+                    if s.distill else None)
+            model = self._train(model, s.epochs, f"QAT w{s.weight_bits}a{s.act_bits}",
+                                fine_lr, loss)
+            self._record(f"quantize w{s.weight_bits}a{s.act_bits}"
+                         + (" + distill" if s.distill else ""), model)
+        elif step.kind == "share":
+            if not isinstance(model, QuantMLP | QuantCNN):
+                raise ConfigError("compress: put 'quantize' before 'share' (weight sharing "
+                                  "keeps the exact integer pipeline only on a quantized model)")
+            make_pruning_permanent(model)
+            share_weights(model, s.clusters, seed=self.cfg.train.seed)
+            model = self._train(model, s.fine_tune_epochs, "centroid fine-tune", fine_lr)
+            freeze_sharing(model)
+            clusters = s.clusters if isinstance(s.clusters, int) else max(s.clusters)
+            self._record(f"share k={clusters}", model)
+        elif step.kind == "encode":
+            self._encode(model, s)
+        return model
+
+    def _encode(self, model: nn.Module, s: EncodeStep) -> None:
+        from quant_train.storage import encode_layer
+
+        if not isinstance(model, QuantMLP | QuantCNN):
+            raise ConfigError("compress: 'encode' needs a quantized model; put 'quantize' first")
+        layers = []
+        for name, layer, _ in weight_layers(model):
+            w = quant_ints(layer.quant_weight())
+            w2 = w.reshape(len(w), -1)
+            clusters = getattr(layer, "qfab_clusters", None)
+            codebook = np.unique(w2[w2 != 0]) if clusters is not None else None
+            enc = encode_layer(w2, weight_bits=model.quant_config["weight_bits"],
+                               index_bits=s.index_bits, codebook=codebook, huffman=s.huffman,
+                               name=name)
+            layers.append(enc)
+        total = sum(e.total_bytes for e in layers)
+        acc = accuracy(predict(model, self.data.x_test), self.data.y_test)
+        _, nonzero, macs = count(model)
+        what = f"CSC {s.index_bits}-bit rel. index" + (" + Huffman" if s.huffman else "")
+        self.storage = [e.as_dict() for e in layers]
+        self.rows.append(Row(f"encode ({what})", acc, nonzero, total, "encoded bytes", macs,
+                             {"layers": self.storage}))
+
+
+def survey_table(rows: list[Row], model: str, dataset: str) -> list[dict[str, Any]]:
+    """Rows as the surveys tabulate them, relative to the first (baseline) row."""
+    base = rows[0]
+    return [{
+        "model": model, "dataset": dataset, "step": r.step,
+        "baseline_acc": base.accuracy, "acc": r.accuracy,
+        "delta": r.accuracy - base.accuracy, "params": r.params,
+        "params_ratio": base.params / max(1, r.params),
+        "bytes": r.bytes, "storage": r.storage, "Cr": base.bytes / max(1, r.bytes),
+        "MACs": r.macs, "Sr": base.macs / max(1, r.macs),
+    } for r in rows]
+
+
+def as_json(rows: list[Row]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in rows]
