@@ -13,12 +13,17 @@ from qfab.errors import QfabError
 EXIT_USER_ERROR = 2
 
 
+def make_console() -> Console:
+    """Rich console; 140 columns when piped (CI logs), so tables are not squeezed to 80."""
+    return Console() if sys.stdout.isatty() else Console(width=140)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from qfab.config import load_config
     from qfab.flow import run_flow
 
     cfg = load_config(args.config)
-    run_flow(cfg, Path(args.out), Console())
+    run_flow(cfg, Path(args.out), make_console())
     print(f"wrote {args.out}/model.qfab.npz, {args.out}/rtl/, {args.out}/report.json")
     return 0
 
@@ -28,7 +33,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     from qfab.config import load_config
 
     cfg = load_config(args.config)
-    run_compress(cfg, Path(args.out), Console())
+    run_compress(cfg, Path(args.out), make_console())
     print(f"wrote {args.out}/compression.md, {args.out}/compression.json")
     return 0
 
@@ -58,7 +63,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         r = ranges.get(n.name)
         span = f"[{r.min}, {r.max}]" if r else "float"
         table.add_row(n.name, n.op, ",".join(n.inputs), shape, span, str(r.bits) if r else "")
-    Console().print(table)
+    make_console().print(table)
     return 0
 
 

@@ -29,7 +29,6 @@ from quant_train.distillation import distillation_loss
 from quant_train.export_ir import export_model, quant_ints
 from quant_train.models import FloatMLP, QuantCNN, QuantMLP
 from quant_train.pruning import iterative_prune, make_pruning_permanent, prune_neurons
-from quant_train.share_model import freeze_sharing, share_weights
 from quant_train.train import TrainSettings, accuracy, predict, seed_everything, train_classifier
 
 
@@ -198,6 +197,8 @@ class Pipeline:
             if not isinstance(model, QuantMLP | QuantCNN):
                 raise ConfigError("compress: put 'quantize' before 'share' (weight sharing "
                                   "keeps the exact integer pipeline only on a quantized model)")
+            from quant_train.share_model import freeze_sharing, share_weights
+
             make_pruning_permanent(model)
             share_weights(model, s.clusters, seed=self.cfg.train.seed)
             model = self._train(model, s.fine_tune_epochs, "centroid fine-tune", fine_lr)
