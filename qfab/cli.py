@@ -69,14 +69,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="qfab", description="Quantized network -> bit-exact FPGA accelerator.")
+        prog="qfab", description="Quantized network -> bit-exact FPGA accelerator."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train, export, check, generate RTL, simulate, synthesize")
     run.add_argument("config", help="YAML config (see README: config reference)")
     run.add_argument("--out", required=True, help="output folder (written atomically)")
     run.set_defaults(func=_cmd_run)
-    comp = sub.add_parser("compress", help="baseline + compress steps (prune, quantize, share, "
-                          "encode) -> survey-style table")
+    comp = sub.add_parser(
+        "compress",
+        help="baseline + compress steps (prune, quantize, share, encode) -> survey-style table",
+    )
     comp.add_argument("config", help="YAML config with a compress: section")
     comp.add_argument("--out", required=True, help="output folder (written atomically)")
     comp.set_defaults(func=_cmd_compress)

@@ -20,9 +20,17 @@ from qfab.config import Config
 from qfab.errors import MismatchError
 from qfab.flow import atomic_output
 
-COLUMNS = [("step", "step"), ("acc", "accuracy"), ("delta", "Δ acc"), ("params", "#params"),
-           ("params_ratio", "params ×"), ("bytes", "bytes"), ("Cr", "Cr"), ("MACs", "MACs"),
-           ("Sr", "Sr")]
+COLUMNS = [
+    ("step", "step"),
+    ("acc", "accuracy"),
+    ("delta", "Δ acc"),
+    ("params", "#params"),
+    ("params_ratio", "params ×"),
+    ("bytes", "bytes"),
+    ("Cr", "Cr"),
+    ("MACs", "MACs"),
+    ("Sr", "Sr"),
+]
 
 
 def format_cell(key: str, value: Any) -> str:
@@ -40,10 +48,14 @@ def format_cell(key: str, value: Any) -> str:
 def markdown_table(table: list[dict[str, Any]]) -> str:
     """The table as Markdown, model and data set in the heading."""
     head = f"{table[0]['model']} on {table[0]['dataset']}\n\n"
-    lines = ["| " + " | ".join(t for _, t in COLUMNS) + " | storage |",
-             "|" + "---|" * (len(COLUMNS) + 1)]
-    lines += ["| " + " | ".join(format_cell(k, r[k]) for k, _ in COLUMNS) + f" | {r['storage']} |"
-              for r in table]
+    lines = [
+        "| " + " | ".join(t for _, t in COLUMNS) + " | storage |",
+        "|" + "---|" * (len(COLUMNS) + 1),
+    ]
+    lines += [
+        "| " + " | ".join(format_cell(k, r[k]) for k, _ in COLUMNS) + f" | {r['storage']} |"
+        for r in table
+    ]
     return head + "\n".join(lines) + "\n"
 
 
@@ -68,9 +80,13 @@ def run_compress(cfg: Config, out: Path, console: Console | None = None) -> list
     mlp_hidden(cfg)  # refuse unsupported archs before loading anything
     with atomic_output(Path(out)) as work:
         data = load_dataset(cfg.dataset_name, cfg.dataset_path)
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(),
-                   TextColumn("{task.completed}/{task.total} epochs"),
-                   TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn())
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} epochs"),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=console) as progress:
             tasks: dict[str, Any] = {}
 
@@ -81,8 +97,11 @@ def run_compress(cfg: Config, out: Path, console: Console | None = None) -> list
 
             pipe = Pipeline(cfg, data, tick)
             model = pipe.run()
-        name = cfg.model.arch if cfg.model.arch != "mlp" else "mlp-" + "-".join(
-            str(h) for h in cfg.model.hidden)
+        name = (
+            cfg.model.arch
+            if cfg.model.arch != "mlp"
+            else "mlp-" + "-".join(str(h) for h in cfg.model.hidden)
+        )
         table = survey_table(pipe.rows, name, data.name)
         report: dict[str, Any] = {"table": table, "rows": as_json(pipe.rows)}
         if isinstance(model, QuantMLP):
@@ -90,8 +109,10 @@ def run_compress(cfg: Config, out: Path, console: Console | None = None) -> list
             eq = compare_brevitas_to_golden(model, graph, data.x_test)
             report["brevitas_vs_golden"] = eq.as_dict()
             if eq.mismatches:
-                raise MismatchError(f"compressed model: Brevitas != golden on {eq.mismatches} "
-                                    f"vectors; first: {eq.first_mismatch}")
+                raise MismatchError(
+                    f"compressed model: Brevitas != golden on {eq.mismatches} "
+                    f"vectors; first: {eq.first_mismatch}"
+                )
             graph.save(work / "model.qfab.npz")
         (work / "compression.json").write_text(json.dumps(report, indent=2) + "\n")
         (work / "compression.md").write_text(markdown_table(table))

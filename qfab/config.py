@@ -138,6 +138,21 @@ class ShareStep(Section):
     fine_tune_epochs: int = Field(5, ge=0, le=10_000)
 
 
+class FactorizeStep(Section):
+    """Low-rank factorization: truncated SVD of fully connected layers (rank or energy)."""
+
+    method: Literal["svd"] = "svd"
+    rank: PositiveInt | list[PositiveInt | None] | None = None
+    energy: float | None = Field(None, gt=0, le=1)
+    fine_tune_epochs: int = Field(5, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> FactorizeStep:
+        if (self.rank is None) == (self.energy is None):
+            raise ValueError("give exactly one of 'rank' and 'energy'")
+        return self
+
+
 class EncodeStep(Section):
     """Storage accounting from real encoded bytes (CSC, relative indices, Huffman)."""
 
@@ -150,6 +165,7 @@ class CompressStep(Section):
 
     prune: PruneStep | None = None
     prune_neurons: PruneNeuronsStep | None = None
+    factorize: FactorizeStep | None = None
     quantize: QuantizeStep | None = None
     share: ShareStep | None = None
     encode: EncodeStep | None = None
@@ -175,9 +191,14 @@ class CompressStep(Section):
 class CompressConfig(Section):
     """``compress:`` the steps run by ``qfab compress``, in the order given."""
 
-    steps: list[CompressStep] = Field(default_factory=lambda: [
-        CompressStep(prune=PruneStep()), CompressStep(quantize=QuantizeStep()),
-        CompressStep(share=ShareStep()), CompressStep(encode=EncodeStep())])
+    steps: list[CompressStep] = Field(
+        default_factory=lambda: [
+            CompressStep(prune=PruneStep()),
+            CompressStep(quantize=QuantizeStep()),
+            CompressStep(share=ShareStep()),
+            CompressStep(encode=EncodeStep()),
+        ]
+    )
 
 
 class Config(Section):
@@ -223,9 +244,13 @@ def _field_at(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, Any]:
 
 
 def _format_error(err: dict[str, Any], source: str) -> str:
-    loc = tuple(p for p in err["loc"]
-                if isinstance(p, int) or not any(c in p for c in "[-") and p[0].islower()
-                or p in Config.model_fields)
+    loc = tuple(
+        p
+        for p in err["loc"]
+        if isinstance(p, int)
+        or (not any(c in p for c in "[-") and p[0].islower())
+        or p in Config.model_fields
+    )
     # drop pydantic's union-branch tags (e.g. "FoldingConfig", "literal['auto']")
     loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper()))
     key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
@@ -245,8 +270,10 @@ def _allowed(loc: tuple[Any, ...]) -> str:
     """'allowed: ...' from the field's own constraints, so messages never drift from the schema."""
     names = [p for p in loc if isinstance(p, str)]
     if names == ["dataset"]:
-        return ("allowed: 'digits' or a mapping "
-                "{name: digits|mnist|fashion_mnist|cifar10|npz, path: ...}")
+        return (
+            "allowed: 'digits' or a mapping "
+            "{name: digits|mnist|fashion_mnist|cifar10|npz, path: ...}"
+        )
     if names[-2:] == ["hw", "folding"]:
         return "allowed: 'auto' or a mapping {pe: [...], simd: [...]} with one entry per layer"
     _, field = _field_at(loc)
@@ -258,8 +285,12 @@ def _allowed(loc: tuple[Any, ...]) -> str:
         for b in (a, *getattr(a, "__args__", ())):
             for m in getattr(b, "__metadata__", ()):
                 metas += [m, *getattr(m, "metadata", ())]  # Annotated[int, Field(ge=1)]
-    bounds = {k: getattr(m, k) for m in metas for k in ("ge", "le", "gt", "lt")
-              if getattr(m, k, None) is not None}
+    bounds = {
+        k: getattr(m, k)
+        for m in metas
+        for k in ("ge", "le", "gt", "lt")
+        if getattr(m, k, None) is not None
+    }
     arms = [a for a in getattr(ann, "__args__", ()) if a is not type(None)]
     if get_origin(ann) is list or (len(arms) == 1 and get_origin(arms[0]) is list):
         prefix = "allowed: a list of values "
@@ -267,10 +298,8 @@ def _allowed(loc: tuple[Any, ...]) -> str:
         prefix = "allowed (or a list of these, one per layer): "
     else:
         prefix = "allowed: "
-    lo = (f">= {bounds['ge']}" if "ge" in bounds else f"> {bounds['gt']}" if "gt" in bounds
-          else "")
-    hi = (f"<= {bounds['le']}" if "le" in bounds else f"< {bounds['lt']}" if "lt" in bounds
-          else "")
+    lo = f">= {bounds['ge']}" if "ge" in bounds else f"> {bounds['gt']}" if "gt" in bounds else ""
+    hi = f"<= {bounds['le']}" if "le" in bounds else f"< {bounds['lt']}" if "lt" in bounds else ""
     if "ge" in bounds and "le" in bounds:
         return f"{prefix}{bounds['ge']}..{bounds['le']}"
     if lo or hi:
@@ -286,7 +315,9 @@ def parse_config(data: Any, source: str = "config") -> Config:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: top level must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: top level must be a mapping of sections, got {type(data).__name__}"
+        )
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

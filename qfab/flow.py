@@ -8,6 +8,7 @@ never leaves a half-written output folder behind.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import tempfile
@@ -49,7 +50,7 @@ def layer_dims(features: int, cfg: Config, classes: int) -> list[tuple[int, int]
     from quant_train.zoo import MLP_SIZES
 
     sizes = [features, *MLP_SIZES.get(cfg.model.arch, cfg.model.hidden), classes]
-    return list(zip(sizes[:-1], sizes[1:], strict=False))
+    return list(itertools.pairwise(sizes))
 
 
 def precheck_folding(cfg: Config, dims: list[tuple[int, int]]) -> None:
@@ -61,8 +62,10 @@ def precheck_folding(cfg: Config, dims: list[tuple[int, int]]) -> None:
     pe, simd = cfg.hw.folding.pe, cfg.hw.folding.simd
     for key, vals in (("pe", pe), ("simd", simd)):
         if len(vals) != len(dims):
-            raise ConfigError(f"hw.folding.{key}: {len(vals)} entries for {len(dims)} Dense "
-                              f"layers; give one per layer")
+            raise ConfigError(
+                f"hw.folding.{key}: {len(vals)} entries for {len(dims)} Dense "
+                f"layers; give one per layer"
+            )
     for i, ((mw, mh), p, s) in enumerate(zip(dims, pe, simd, strict=True)):
         check_fold(LayerFold(f"fc{i}", mw, mh, p, s))
 
@@ -98,14 +101,13 @@ def run_flow(cfg: Config, out: Path, console: Console | None = None) -> dict[str
 
 def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     import torch
-
     from hw_gen.folding import auto_fold, cycles_per_frame_bound, explicit_fold
     from hw_gen.rtl_gen import generate_rtl
+
     from quant_train.datasets import load_dataset
     from quant_train.equality import compare_brevitas_to_golden
     from quant_train.export_ir import export_model
     from quant_train.models import FloatMLP
-    from quant_train.zoo import CONV_ARCHS, build_model
     from quant_train.train import (
         TrainSettings,
         accuracy,
@@ -113,6 +115,7 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
         seed_everything,
         train_classifier,
     )
+    from quant_train.zoo import CONV_ARCHS, build_model
 
     log = StageLog(console)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -122,10 +125,16 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     if is_mlp:
         precheck_folding(cfg, layer_dims(data.features, cfg, data.classes))
     settings = TrainSettings(cfg.train.epochs, cfg.train.seed, cfg.train.lr, cfg.train.batch_size)
-    report: dict[str, Any] = {"config": cfg.model_dump(mode="json"),
-                              "dataset": {"name": data.name, "train": len(data.y_train),
-                                          "test": len(data.y_test), "features": data.features,
-                                          "classes": data.classes}}
+    report: dict[str, Any] = {
+        "config": cfg.model_dump(mode="json"),
+        "dataset": {
+            "name": data.name,
+            "train": len(data.y_train),
+            "test": len(data.y_test),
+            "features": data.features,
+            "classes": data.classes,
+        },
+    }
 
     float_acc = None
     if cfg.train.float_baseline and is_mlp:
@@ -138,9 +147,16 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     m = cfg.model
     seed_everything(settings.seed)
     shape = data.image_shape if not is_mlp else (data.features,)
-    qmodel = build_model(m.arch, shape, data.classes, hidden=list(m.hidden),
-                         weight_bits=m.weight_bits, act_bits=m.act_bits,
-                         input_bits=m.input_bits, per_channel=m.per_channel)
+    qmodel = build_model(
+        m.arch,
+        shape,
+        data.classes,
+        hidden=list(m.hidden),
+        weight_bits=m.weight_bits,
+        act_bits=m.act_bits,
+        input_bits=m.input_bits,
+        per_channel=m.per_channel,
+    )
     label = f"QAT w{m.weight_bits}a{m.act_bits}"
     with _epochs(console, label, settings.epochs) as tick:
         train_classifier(qmodel, data.x_train, data.y_train, settings, tick)
@@ -152,31 +168,39 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     with log.stage("golden", "level 1: Brevitas == golden on every test vector"):
         eq1 = compare_brevitas_to_golden(qmodel, graph, data.x_test)
         gold = run_golden(graph, data.x_test)
-    report["accuracy"] = {"float": float_acc,
-                          "brevitas": accuracy(predict(qmodel, data.x_test), data.y_test),
-                          "quantized": float(np.mean(gold.prediction == data.y_test))}
-    report["equality"] = {"brevitas_vs_golden": {**eq1.as_dict(),
-                                                 "float32_exact": graph.meta["float32_exact"]}}
+    report["accuracy"] = {
+        "float": float_acc,
+        "brevitas": accuracy(predict(qmodel, data.x_test), data.y_test),
+        "quantized": float(np.mean(gold.prediction == data.y_test)),
+    }
+    report["equality"] = {
+        "brevitas_vs_golden": {**eq1.as_dict(), "float32_exact": graph.meta["float32_exact"]}
+    }
     if eq1.mismatches:
         _write_report(work, report)
-        raise MismatchError(f"Brevitas != golden on {eq1.mismatches}/{eq1.vectors} vectors; "
-                            f"first: {eq1.first_mismatch}")
+        raise MismatchError(
+            f"Brevitas != golden on {eq1.mismatches}/{eq1.vectors} vectors; "
+            f"first: {eq1.first_mismatch}"
+        )
 
-    folds = (auto_fold(graph, cfg.hw.target_cycles) if cfg.hw.folding == "auto"
-             else explicit_fold(graph, list(cfg.hw.folding.pe), list(cfg.hw.folding.simd)))
+    folds = (
+        auto_fold(graph, cfg.hw.target_cycles)
+        if cfg.hw.folding == "auto"
+        else explicit_fold(graph, list(cfg.hw.folding.pe), list(cfg.hw.folding.simd))
+    )
     with log.stage("rtl", "generate RTL (one MVAU per layer, AXI-Stream top)"):
         design = generate_rtl(graph, folds, work / "rtl")
     bound = cycles_per_frame_bound(folds)
     report["hardware"] = {
-        "folding": [{"layer": f.name, "MW": f.mw, "MH": f.mh, "PE": f.pe, "SIMD": f.simd}
-                    for f in folds],
+        "folding": [
+            {"layer": f.name, "MW": f.mw, "MH": f.mh, "PE": f.pe, "SIMD": f.simd} for f in folds
+        ],
         "top": design.top,
     }
     report["perf"] = {"cycles_per_frame": {"measured": None, "model": bound, "ratio": None}}
 
     if cfg.sim.enabled:
-        report["equality"]["rtl_vs_golden"] = _simulate(cfg, graph, data, design, work, log,
-                                                        report)
+        report["equality"]["rtl_vs_golden"] = _simulate(cfg, graph, data, design, work, log, report)
     if cfg.synth.enabled:
         from hw_gen.synth_yosys import synth_xilinx
 
@@ -187,13 +211,22 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     print_summary(console, report)
     rtl_eq = report["equality"].get("rtl_vs_golden")
     if rtl_eq and rtl_eq["mismatches"]:
-        raise MismatchError(f"RTL != golden on {rtl_eq['mismatches']}/{rtl_eq['vectors']} "
-                            f"vectors; first: {rtl_eq['first_mismatch']}")
+        raise MismatchError(
+            f"RTL != golden on {rtl_eq['mismatches']}/{rtl_eq['vectors']} "
+            f"vectors; first: {rtl_eq['first_mismatch']}"
+        )
     return report
 
 
-def _simulate(cfg: Config, graph: Graph, data: Any, design: Any, work: Path, log: StageLog,
-              report: dict[str, Any]) -> dict[str, Any]:
+def _simulate(
+    cfg: Config,
+    graph: Graph,
+    data: Any,
+    design: Any,
+    work: Path,
+    log: StageLog,
+    report: dict[str, Any],
+) -> dict[str, Any]:
     from sim.compare import compare_rtl_to_golden
     from sim.runner import run_cocotb
 
@@ -202,18 +235,25 @@ def _simulate(cfg: Config, graph: Graph, data: Any, design: Any, work: Path, log
     x_int = quantize_input(graph.nodes[0], pool[:n])
     what = f"level 2: RTL == golden, {n} vectors on {cfg.sim.simulator}"
     with log.stage("sim", what):
-        result = run_cocotb(design, x_int, simulator=cfg.sim.simulator,
-                            backpressure=cfg.sim.backpressure, seed=cfg.train.seed,
-                            build_dir=work / "sim_build")
+        result = run_cocotb(
+            design,
+            x_int,
+            simulator=cfg.sim.simulator,
+            backpressure=cfg.sim.backpressure,
+            seed=cfg.train.seed,
+            build_dir=work / "sim_build",
+        )
         eq = compare_rtl_to_golden(graph, x_int, result)
     shutil.rmtree(work / "sim_build", ignore_errors=True)  # large, and rebuilt on demand
     measured = result.cycles_per_frame
     bound = report["perf"]["cycles_per_frame"]["model"]
     report["perf"]["cycles_per_frame"] = {
-        "measured": measured, "model": bound,
+        "measured": measured,
+        "model": bound,
         "ratio": None if measured is None else round(measured / bound, 4),
         "method": "steady state: mean spacing of frame completions, no backpressure"
-                  if not cfg.sim.backpressure else "with random backpressure (not steady state)",
+        if not cfg.sim.backpressure
+        else "with random backpressure (not steady state)",
     }
     report["perf"]["total_cycles"] = result.total_cycles
     return {"simulator": cfg.sim.simulator, **eq}
@@ -221,8 +261,13 @@ def _simulate(cfg: Config, graph: Graph, data: Any, design: Any, work: Path, log
 
 @contextmanager
 def _epochs(console: Console, label: str, epochs: int) -> Iterator[Any]:
-    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn())
+    columns = (
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(label, total=epochs, loss=float("nan"))
         yield lambda epoch, loss: progress.update(task, completed=epoch + 1, loss=loss)
@@ -253,17 +298,22 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
     table.add_row("Brevitas == golden", f"{b['mismatches']} mismatches / {b['vectors']} vectors")
     if "rtl_vs_golden" in eq:
         r = eq["rtl_vs_golden"]
-        table.add_row(f"RTL == golden ({r['simulator']})",
-                      f"{r['mismatches']} mismatches / {r['vectors']} vectors")
+        table.add_row(
+            f"RTL == golden ({r['simulator']})",
+            f"{r['mismatches']} mismatches / {r['vectors']} vectors",
+        )
     cpf = report["perf"]["cycles_per_frame"]
     if cpf["measured"] is not None:
-        table.add_row("cycles / frame", f"measured {cpf['measured']:.2f}   model {cpf['model']}"
-                                        f"   ratio {cpf['ratio']:.3f}")
+        table.add_row(
+            "cycles / frame",
+            f"measured {cpf['measured']:.2f}   model {cpf['model']}   ratio {cpf['ratio']:.3f}",
+        )
     else:
         table.add_row("cycles / frame", f"model {cpf['model']} (not simulated)")
     if "resources" in report:
         res = report["resources"]
-        table.add_row(f"resources ({res['tool']}, {res['part']})",
-                      f"LUT {res['LUT']}   FF {res['FF']}   BRAM36 {res['BRAM36']}"
-                      f"   DSP {res['DSP']}")
+        table.add_row(
+            f"resources ({res['tool']}, {res['part']})",
+            f"LUT {res['LUT']}   FF {res['FF']}   BRAM36 {res['BRAM36']}   DSP {res['DSP']}",
+        )
     console.print(table)

@@ -69,8 +69,11 @@ OP_SCHEMA: dict[str, tuple[set[str], set[str], set[str]]] = {
     "Dense": ({"weight_bits"}, {"weight"}, {"bias", "codebook", "weight_index"}),
     "MultiThreshold": ({"out_bits", "offset"}, {"thresholds"}, set()),
     "OutputDequant": (set(), {"scale", "bias"}, set()),
-    "Conv2d": ({"weight_bits", "stride", "padding", "groups"}, {"weight"},
-               {"codebook", "weight_index"}),
+    "Conv2d": (
+        {"weight_bits", "stride", "padding", "groups"},
+        {"weight"},
+        {"codebook", "weight_index"},
+    ),
     "MaxPool": ({"kernel", "stride"}, set(), set()),
     "Flatten": (set(), set(), set()),
 }
@@ -144,8 +147,13 @@ class Graph:
             "version": FORMAT_VERSION,
             "meta": self.meta,
             "nodes": [
-                {"name": n.name, "op": n.op, "inputs": n.inputs, "attrs": n.attrs,
-                 "tensors": sorted(n.tensors)}
+                {
+                    "name": n.name,
+                    "op": n.op,
+                    "inputs": n.inputs,
+                    "attrs": n.attrs,
+                    "tensors": sorted(n.tensors),
+                }
                 for n in self.nodes
             ],
         }
@@ -192,8 +200,10 @@ def _check_node_tensors(n: Node, loc: str) -> None:
     if n.op in ("Dense", "Conv2d"):
         w = n.tensors["weight"]
         if w.ndim != (2 if n.op == "Dense" else 4) or not np.issubdtype(w.dtype, np.integer):
-            raise IRError(f"{loc}: weight must be a {2 if n.op == 'Dense' else 4}-D integer "
-                          f"array, got {w.dtype}{w.shape}")
+            raise IRError(
+                f"{loc}: weight must be a {2 if n.op == 'Dense' else 4}-D integer "
+                f"array, got {w.dtype}{w.shape}"
+            )
         bits = int(n.attrs["weight_bits"])
         lo, hi = weight_range(bits)
         if w.size and (w.min() < lo or w.max() > hi):
@@ -218,9 +228,8 @@ def _check_node_tensors(n: Node, loc: str) -> None:
             raise IRError(f"{loc}: thresholds must be sorted ascending per channel")
         if n.attrs.get("bipolar") and (int(n.attrs["out_bits"]) != 1 or n.attrs["offset"] != 0):
             raise IRError(f"{loc}: bipolar needs out_bits = 1 and offset = 0")
-    elif n.op == "OutputDequant":
-        if n.tensors["scale"].shape != n.tensors["bias"].shape:
-            raise IRError(f"{loc}: scale and bias shapes differ")
+    elif n.op == "OutputDequant" and n.tensors["scale"].shape != n.tensors["bias"].shape:
+        raise IRError(f"{loc}: scale and bias shapes differ")
 
 
 def decode_codebook(codebook: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -248,15 +257,19 @@ def infer_shapes(graph: Graph, where: str = "graph") -> dict[str, tuple[int, ...
         if n.op == "InputQuant":
             shape = tuple(int(v) for v in n.attrs.get("shape", [n.attrs["features"]]))
             if int(np.prod(shape)) != int(n.attrs["features"]):
-                raise IRError(f"{loc}: shape {list(shape)} does not hold {n.attrs['features']} features")
+                raise IRError(
+                    f"{loc}: shape {list(shape)} does not hold {n.attrs['features']} features"
+                )
             shapes[n.name] = shape
             continue
         x = shapes[n.inputs[0]]
         if n.op == "Dense":
             w = n.tensors["weight"]
             if len(x) != 1 or w.shape[1] != x[0]:
-                raise IRError(f"{loc}: weight has {w.shape[1]} inputs, input '{n.inputs[0]}' "
-                              f"gives shape {list(x)}" + (" (Flatten first)" if len(x) == 3 else ""))
+                raise IRError(
+                    f"{loc}: weight has {w.shape[1]} inputs, input '{n.inputs[0]}' "
+                    f"gives shape {list(x)}" + (" (Flatten first)" if len(x) == 3 else "")
+                )
             shapes[n.name] = (int(w.shape[0]),)
         elif n.op == "Conv2d":
             shapes[n.name] = _conv_shape(n, x, loc)
@@ -270,8 +283,11 @@ def infer_shapes(graph: Graph, where: str = "graph") -> dict[str, tuple[int, ...
         elif n.op == "Flatten":
             shapes[n.name] = (int(np.prod(x)),)
         else:  # MultiThreshold, OutputDequant: per channel, shape unchanged
-            rows = (n.tensors["thresholds"].shape[0] if n.op == "MultiThreshold"
-                    else n.tensors["scale"].shape[0])
+            rows = (
+                n.tensors["thresholds"].shape[0]
+                if n.op == "MultiThreshold"
+                else n.tensors["scale"].shape[0]
+            )
             if rows != x[-1]:
                 raise IRError(f"{loc}: {rows} channel parameters for input shape {list(x)}")
             shapes[n.name] = x
@@ -286,8 +302,10 @@ def _conv_shape(n: Node, x: tuple[int, ...], loc: str) -> tuple[int, int, int]:
         raise IRError(f"{loc}: weight must be [OC, KH, KW, IC/groups], got {list(w.shape)}")
     groups = int(n.attrs["groups"])
     if groups < 1 or x[2] % groups or w.shape[0] % groups or w.shape[3] * groups != x[2]:
-        raise IRError(f"{loc}: groups={groups} does not fit {x[2]} input and {w.shape[0]} "
-                      f"output channels with weight {list(w.shape)}")
+        raise IRError(
+            f"{loc}: groups={groups} does not fit {x[2]} input and {w.shape[0]} "
+            f"output channels with weight {list(w.shape)}"
+        )
     (sh, sw), (ph, pw) = n.attrs["stride"], n.attrs["padding"]
     oh = (x[0] + 2 * ph - w.shape[1]) // sh + 1
     ow = (x[1] + 2 * pw - w.shape[2]) // sw + 1

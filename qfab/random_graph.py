@@ -30,8 +30,14 @@ def random_mlp_graph(
     level and both extremes occur.
     """
     rng = np.random.default_rng(seed)
-    nodes = [Node("input", "InputQuant", [], {"bits": input_bits, "signed": False,
-                                               "scale": 2.0**-input_bits, "features": features})]
+    nodes = [
+        Node(
+            "input",
+            "InputQuant",
+            [],
+            {"bits": input_bits, "signed": False, "scale": 2.0**-input_bits, "features": features},
+        )
+    ]
     x = IntRange(np.zeros(features, np.int64), np.full(features, 2**input_bits - 1, np.int64))
     prev, width = "input", features
     wlo, whi = weight_range(weight_bits)
@@ -59,11 +65,24 @@ def random_mlp_graph(
         if h > 1:
             t[1, :] = acc.lo[1]  # a channel always saturated
         t.sort(axis=1)
-        nodes.append(Node(f"mt{i}", "MultiThreshold", [dense.name],
-                          {"out_bits": act_bits, "offset": 0}, {"thresholds": t}))
+        nodes.append(
+            Node(
+                f"mt{i}",
+                "MultiThreshold",
+                [dense.name],
+                {"out_bits": act_bits, "offset": 0},
+                {"thresholds": t},
+            )
+        )
         prev, width = f"mt{i}", h
         x = IntRange(np.zeros(h, np.int64), np.full(h, nt, np.int64))
-    nodes.append(Node("output", "OutputDequant", [prev], {},
-                      {"scale": np.full(classes, 2.0**-6, np.float32),
-                       "bias": np.zeros(classes, np.float32)}))
+    nodes.append(
+        Node(
+            "output",
+            "OutputDequant",
+            [prev],
+            {},
+            {"scale": np.full(classes, 2.0**-6, np.float32), "bias": np.zeros(classes, np.float32)},
+        )
+    )
     return Graph(nodes, {"source": "random_mlp_graph", "seed": seed}).validate()

@@ -97,7 +97,9 @@ def node_ranges(graph: Graph) -> dict[str, IntRange]:
     for n in graph.nodes:
         if n.op == "InputQuant":
             bits, feats = int(n.attrs["bits"]), shapes[n.name][-1]
-            lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if n.attrs["signed"] else (0, 2**bits - 1)
+            lo, hi = (
+                (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if n.attrs["signed"] else (0, 2**bits - 1)
+            )
             out[n.name] = IntRange(np.full(feats, lo, np.int64), np.full(feats, hi, np.int64))
         elif n.op == "Dense":
             out[n.name] = dense_acc_range(n, out[n.inputs[0]])

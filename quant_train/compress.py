@@ -12,13 +12,13 @@ skips zeros).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
@@ -26,8 +26,8 @@ from qfab.config import CompressStep, Config, EncodeStep
 from qfab.errors import ConfigError
 from quant_train.datasets import Dataset
 from quant_train.distillation import distillation_loss
-from quant_train.export_ir import export_model, quant_ints
-from quant_train.models import FloatMLP, QuantCNN, QuantMLP
+from quant_train.export_ir import quant_ints
+from quant_train.models import FloatMLP, QuantCNN, QuantMLP, linear_modules
 from quant_train.pruning import iterative_prune, make_pruning_permanent, prune_neurons
 from quant_train.train import TrainSettings, accuracy, predict, seed_everything, train_classifier
 
@@ -38,10 +38,10 @@ class Row:
 
     step: str
     accuracy: float
-    params: int          # non-zero weights (biases and batch norm not counted, as the surveys)
-    bytes: int          # weight storage in this row's representation
-    storage: str        # what ``bytes`` measures
-    macs: int           # multiply-accumulates per inference over non-zero weights
+    params: int  # non-zero weights (biases and batch norm not counted, as the surveys)
+    bytes: int  # weight storage in this row's representation
+    storage: str  # what ``bytes`` measures
+    macs: int  # multiply-accumulates per inference over non-zero weights
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -58,8 +58,7 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
             if pool:
                 h, w = h // pool, w // pool
     offset = len(out)
-    out += [(f"fc{offset + i}", lin, pixels) for i, lin in enumerate(model.linears)]
-    out.append((f"fc{offset + len(model.linears)}", model.classifier, pixels))
+    out += [(f"fc{offset + i}", lin, pixels) for i, lin in enumerate(linear_modules(model))]
     return out
 
 
@@ -104,13 +103,21 @@ def keep_zeros(model: nn.Module) -> Iterator[nn.Module]:
 def float_to_quant(model: FloatMLP, settings: Any) -> QuantMLP:
     """A QuantMLP with the float model's weights and batch-norm state (pruned zeros kept)."""
     if not isinstance(model, FloatMLP):
-        raise ConfigError("compress: 'quantize' needs the float model; it can appear only once, "
-                          "before 'share' and 'encode'")
-    q = QuantMLP(model.linears[0].in_features, [lin.out_features for lin in model.linears],
-                 model.classifier.out_features, weight_bits=settings.weight_bits,
-                 act_bits=settings.act_bits, input_bits=settings.input_bits,
-                 per_channel=settings.per_channel)
-    missing, unexpected = q.load_state_dict(model.state_dict(), strict=False)
+        raise ConfigError(
+            "compress: 'quantize' needs the float model; it can appear only once, "
+            "before 'share' and 'encode'"
+        )
+    q = QuantMLP(
+        model.linears[0].in_features,
+        [lin.out_features for lin in model.linears],
+        model.classifier.out_features,
+        weight_bits=settings.weight_bits,
+        act_bits=settings.act_bits,
+        input_bits=settings.input_bits,
+        per_channel=settings.per_channel,
+        ranks=model.ranks,
+    )
+    _, unexpected = q.load_state_dict(model.state_dict(), strict=False)
     if unexpected:
         raise ConfigError(f"compress: float weights do not fit the quantized model: {unexpected}")
     return q
@@ -121,31 +128,66 @@ def mlp_hidden(cfg: Config) -> list[int]:
     from quant_train.zoo import CONV_ARCHS, MLP_SIZES
 
     if cfg.model.arch in CONV_ARCHS:
-        raise ConfigError(f"model.arch = {cfg.model.arch}: qfab compress runs on MLPs so far "
-                          f"(mlp, {', '.join(MLP_SIZES)}); conv nets export and check, but their "
-                          "compression pipeline is not built yet")
+        raise ConfigError(
+            f"model.arch = {cfg.model.arch}: qfab compress runs on MLPs so far "
+            f"(mlp, {', '.join(MLP_SIZES)}); conv nets export and check, but their "
+            "compression pipeline is not built yet"
+        )
     return list(MLP_SIZES.get(cfg.model.arch, cfg.model.hidden))
+
+
+def precheck_steps(cfg: Config, features: int, hidden: list[int], classes: int) -> None:
+    """Errors that need no training (ranks too large, steps out of order) come first."""
+    from quant_train.lowrank import check_ranks
+
+    sizes = [features, *hidden, classes]
+    dims = list(itertools.pairwise(sizes))
+    kinds = [st.kind for st in cfg.compress.steps]
+    for i, st in enumerate(cfg.compress.steps):
+        if st.kind == "factorize" and st.factorize.rank is not None:
+            r = st.factorize.rank
+            if not any(k == "prune_neurons" for k in kinds[:i]):  # widths known up front
+                check_ranks(dims, [min(r, n, m) for n, m in dims] if isinstance(r, int) else r)
+        if st.kind in ("share", "encode") and "quantize" not in kinds[:i]:
+            raise ConfigError(f"compress.steps[{i}]: '{st.kind}' needs 'quantize' before it")
+        if st.kind in ("factorize",) and "quantize" in kinds[:i]:
+            raise ConfigError(f"compress.steps[{i}]: 'factorize' must come before 'quantize'")
+    if kinds.count("quantize") > 1:
+        raise ConfigError("compress.steps: 'quantize' may appear only once")
 
 
 class Pipeline:
     """Runs the configured steps on a data set, recording a :class:`Row` after each."""
 
-    def __init__(self, cfg: Config, data: Dataset,
-                 on_epoch: Callable[[str, int, int, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        data: Dataset,
+        on_epoch: Callable[[str, int, int, float], None] | None = None,
+    ) -> None:
         self.cfg, self.data = cfg, data
         self.on_epoch = on_epoch
         self.rows: list[Row] = []
         self.teacher: nn.Module | None = None
         self.storage: list[dict[str, Any]] | None = None
 
-    def _train(self, model: nn.Module, epochs: int, label: str, lr: float | None = None,
-               loss_fn: Any = None) -> nn.Module:
+    def _train(
+        self,
+        model: nn.Module,
+        epochs: int,
+        label: str,
+        lr: float | None = None,
+        loss_fn: Any = None,
+    ) -> nn.Module:
         if epochs == 0:
             return model.eval()
         s = self.cfg.train
         settings = TrainSettings(epochs, s.seed, lr or s.lr, s.batch_size)
-        hook = None if self.on_epoch is None else (
-            lambda e, loss: self.on_epoch(label, e, epochs, loss))
+        hook = (
+            None
+            if self.on_epoch is None
+            else (lambda e, loss: self.on_epoch(label, e, epochs, loss))
+        )
         with keep_zeros(model):
             train_classifier(model, self.data.x_train, self.data.y_train, settings, hook, loss_fn)
         return model.eval()
@@ -160,6 +202,7 @@ class Pipeline:
         """Baseline, then each step; returns the final model."""
         cfg, data = self.cfg, self.data
         hidden = mlp_hidden(cfg)
+        precheck_steps(cfg, data.features, hidden, data.classes)
         seed_everything(cfg.train.seed)
         model: nn.Module = FloatMLP(data.features, hidden, data.classes)
         model = self._train(model, cfg.train.epochs, "baseline")
@@ -176,27 +219,50 @@ class Pipeline:
         fine_lr = self.cfg.train.lr / 2
         if step.kind == "prune":
             schedule = s.schedule or [s.sparsity]
-            model = iterative_prune(model, schedule,
-                                    lambda m: self._train(m, s.fine_tune_epochs, "prune fine-tune",
-                                                          fine_lr), s.scope)
+            model = iterative_prune(
+                model,
+                schedule,
+                lambda m: self._train(m, s.fine_tune_epochs, "prune fine-tune", fine_lr),
+                s.scope,
+            )
             self._record(f"prune {max(schedule):.0%} ({s.scope})", model)
         elif step.kind == "prune_neurons":
             model = prune_neurons(model, s.fraction, s.criterion)
             model = self._train(model, s.fine_tune_epochs, "neuron fine-tune", fine_lr)
-            self._record(f"prune neurons {s.fraction:.0%} ({s.criterion})", model,
-                         hidden=[lin.out_features for lin in model.linears])
+            self._record(
+                f"prune neurons {s.fraction:.0%} ({s.criterion})",
+                model,
+                hidden=[lin.out_features for lin in model.linears],
+            )
+        elif step.kind == "factorize":
+            from quant_train.lowrank import svd_factorize
+
+            if not isinstance(model, FloatMLP):
+                raise ConfigError("compress: put 'factorize' before 'quantize'")
+            model = svd_factorize(model, rank=s.rank, energy=s.energy)
+            model = self._train(model, s.fine_tune_epochs, "low-rank fine-tune", fine_lr)
+            what = f"rank {s.rank}" if s.rank is not None else f"energy {s.energy:.0%}"
+            self._record(f"factorize SVD {what}", model, ranks=model.ranks)
         elif step.kind == "quantize":
             model = float_to_quant(model, s)
-            loss = (distillation_loss(self.teacher, s.distill.temperature, s.distill.alpha)
-                    if s.distill else None)
-            model = self._train(model, s.epochs, f"QAT w{s.weight_bits}a{s.act_bits}",
-                                fine_lr, loss)
-            self._record(f"quantize w{s.weight_bits}a{s.act_bits}"
-                         + (" + distill" if s.distill else ""), model)
+            loss = (
+                distillation_loss(self.teacher, s.distill.temperature, s.distill.alpha)
+                if s.distill
+                else None
+            )
+            model = self._train(
+                model, s.epochs, f"QAT w{s.weight_bits}a{s.act_bits}", fine_lr, loss
+            )
+            self._record(
+                f"quantize w{s.weight_bits}a{s.act_bits}" + (" + distill" if s.distill else ""),
+                model,
+            )
         elif step.kind == "share":
             if not isinstance(model, QuantMLP | QuantCNN):
-                raise ConfigError("compress: put 'quantize' before 'share' (weight sharing "
-                                  "keeps the exact integer pipeline only on a quantized model)")
+                raise ConfigError(
+                    "compress: put 'quantize' before 'share' (weight sharing "
+                    "keeps the exact integer pipeline only on a quantized model)"
+                )
             from quant_train.share_model import freeze_sharing, share_weights
 
             make_pruning_permanent(model)
@@ -220,30 +286,54 @@ class Pipeline:
             w2 = w.reshape(len(w), -1)
             clusters = getattr(layer, "qfab_clusters", None)
             codebook = np.unique(w2[w2 != 0]) if clusters is not None else None
-            enc = encode_layer(w2, weight_bits=model.quant_config["weight_bits"],
-                               index_bits=s.index_bits, codebook=codebook, huffman=s.huffman,
-                               name=name)
+            enc = encode_layer(
+                w2,
+                weight_bits=model.quant_config["weight_bits"],
+                index_bits=s.index_bits,
+                codebook=codebook,
+                huffman=s.huffman,
+                name=name,
+            )
             layers.append(enc)
         total = sum(e.total_bytes for e in layers)
         acc = accuracy(predict(model, self.data.x_test), self.data.y_test)
         _, nonzero, macs = count(model)
         what = f"CSC {s.index_bits}-bit rel. index" + (" + Huffman" if s.huffman else "")
         self.storage = [e.as_dict() for e in layers]
-        self.rows.append(Row(f"encode ({what})", acc, nonzero, total, "encoded bytes", macs,
-                             {"layers": self.storage}))
+        self.rows.append(
+            Row(
+                f"encode ({what})",
+                acc,
+                nonzero,
+                total,
+                "encoded bytes",
+                macs,
+                {"layers": self.storage},
+            )
+        )
 
 
 def survey_table(rows: list[Row], model: str, dataset: str) -> list[dict[str, Any]]:
     """Rows as the surveys tabulate them, relative to the first (baseline) row."""
     base = rows[0]
-    return [{
-        "model": model, "dataset": dataset, "step": r.step,
-        "baseline_acc": base.accuracy, "acc": r.accuracy,
-        "delta": r.accuracy - base.accuracy, "params": r.params,
-        "params_ratio": base.params / max(1, r.params),
-        "bytes": r.bytes, "storage": r.storage, "Cr": base.bytes / max(1, r.bytes),
-        "MACs": r.macs, "Sr": base.macs / max(1, r.macs),
-    } for r in rows]
+    return [
+        {
+            "model": model,
+            "dataset": dataset,
+            "step": r.step,
+            "baseline_acc": base.accuracy,
+            "acc": r.accuracy,
+            "delta": r.accuracy - base.accuracy,
+            "params": r.params,
+            "params_ratio": base.params / max(1, r.params),
+            "bytes": r.bytes,
+            "storage": r.storage,
+            "Cr": base.bytes / max(1, r.bytes),
+            "MACs": r.macs,
+            "Sr": base.macs / max(1, r.macs),
+        }
+        for r in rows
+    ]
 
 
 def as_json(rows: list[Row]) -> list[dict[str, Any]]:

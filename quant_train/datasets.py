@@ -51,8 +51,9 @@ class Dataset:
         return int(self.x_train.shape[1])
 
 
-def _split(name: str, x: np.ndarray, y: np.ndarray, classes: int,
-           shape: tuple[int, ...] = ()) -> Dataset:
+def _split(
+    name: str, x: np.ndarray, y: np.ndarray, classes: int, shape: tuple[int, ...] = ()
+) -> Dataset:
     from sklearn.model_selection import train_test_split
 
     x_tr, x_te, y_tr, y_te = train_test_split(
@@ -99,13 +100,20 @@ def read_idx(path: Path) -> np.ndarray:
     expected = int(np.prod(dims))
     payload = len(raw) - header
     if payload != expected:
-        raise DataError(f"{path}: header declares {dims} = {expected} bytes, file holds "
-                        f"{payload} (truncated or corrupt)")
+        raise DataError(
+            f"{path}: header declares {dims} = {expected} bytes, file holds "
+            f"{payload} (truncated or corrupt)"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def _find(folder: Path, stem: str) -> Path:
-    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+    for name in (
+        stem,
+        stem + ".gz",
+        stem.replace("-idx", ".idx"),
+        stem.replace("-idx", ".idx") + ".gz",
+    ):
         if (folder / name).is_file():
             return folder / name
     raise DataError(f"{folder}: missing {stem}[.gz]")
@@ -115,8 +123,10 @@ def _labels(images: np.ndarray, labels: np.ndarray, classes: int, where: str) ->
     if labels.ndim != 1:
         raise DataError(f"{where}: labels must be 1-D, got shape {labels.shape}")
     if len(labels) != len(images):
-        raise DataError(f"{where}: {len(images)} images but {len(labels)} labels "
-                        "(mismatched or mislabelled files)")
+        raise DataError(
+            f"{where}: {len(images)} images but {len(labels)} labels "
+            "(mismatched or mislabelled files)"
+        )
     if len(labels) and labels.max() >= classes:
         raise DataError(f"{where}: label {int(labels.max())} outside 0..{classes - 1}")
     return labels.astype(np.int64)
@@ -198,8 +208,9 @@ def load_npz(path: Path | None) -> Dataset:
     def features(x: np.ndarray, key: str) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
         if x.size and (x.min() < 0 or x.max() > 1):
-            raise DataError(f"{path}: '{key}' must be scaled to [0, 1] "
-                            f"(found {x.min():g}..{x.max():g})")
+            raise DataError(
+                f"{path}: '{key}' must be scaled to [0, 1] (found {x.min():g}..{x.max():g})"
+            )
         return x
 
     y = np.asarray(data["y"])
@@ -213,8 +224,9 @@ def load_npz(path: Path | None) -> Dataset:
         if "x_test" not in data or "y_test" not in data:
             raise DataError(f"{path}: give both 'x_test' and 'y_test' or neither")
         x_te = features(data["x_test"], "x_test")
-        return Dataset(path.stem, x, y, x_te, _labels(x_te, data["y_test"], classes, str(path)),
-                       classes, shape)
+        return Dataset(
+            path.stem, x, y, x_te, _labels(x_te, data["y_test"], classes, str(path)), classes, shape
+        )
     return _split(path.stem, x, y, classes, shape)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from qfab.errors import ConfigError
@@ -29,20 +29,36 @@ def distillation_loss(
         raise ConfigError(f"distill.alpha = {alpha} is not allowed; allowed: 0..1")
     teacher.eval()
 
-    def loss(student_logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    def loss(
+        student_logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor
+    ) -> torch.Tensor:
         with torch.no_grad():
             soft_targets = F.softmax(teacher(inputs) / temperature, dim=1)
-        soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1), soft_targets,
-                        reduction="batchmean") * temperature**2
+        soft = (
+            F.kl_div(
+                F.log_softmax(student_logits / temperature, dim=1),
+                soft_targets,
+                reduction="batchmean",
+            )
+            * temperature**2
+        )
         hard = F.cross_entropy(student_logits, labels)
         return alpha * soft + (1 - alpha) * hard
 
     return loss
 
 
-def distill(student: nn.Module, teacher: nn.Module, x: np.ndarray, y: np.ndarray,
-            settings: TrainSettings, temperature: float = 4.0, alpha: float = 0.7,
-            on_epoch: Callable[[int, float], None] | None = None) -> nn.Module:
+def distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    settings: TrainSettings,
+    temperature: float = 4.0,
+    alpha: float = 0.7,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> nn.Module:
     """Train ``student`` on ``(x, y)`` with the teacher's soft targets mixed in."""
-    return train_classifier(student, x, y, settings, on_epoch,
-                            loss_fn=distillation_loss(teacher, temperature, alpha))
+    return train_classifier(
+        student, x, y, settings, on_epoch, loss_fn=distillation_loss(teacher, temperature, alpha)
+    )

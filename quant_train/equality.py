@@ -28,8 +28,11 @@ class Equality:
     first_mismatch: dict | None = None
 
     def as_dict(self) -> dict:
-        return {"vectors": self.vectors, "mismatches": self.mismatches,
-                "first_mismatch": self.first_mismatch}
+        return {
+            "vectors": self.vectors,
+            "mismatches": self.mismatches,
+            "first_mismatch": self.first_mismatch,
+        }
 
 
 @torch.no_grad()
@@ -46,6 +49,7 @@ def brevitas_trace(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
         def hook(module: nn.Module, args: tuple, out: object) -> None:
             v = quant_ints(out)
             seen[name] = (v.transpose(0, 2, 3, 1) if v.ndim == 4 else v).reshape(len(v), -1)
+
         return hook
 
     hooks = [model.input_quant.register_forward_hook(keep("input"))]

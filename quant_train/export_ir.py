@@ -54,15 +54,20 @@ def quant_ints(qt: Any) -> np.ndarray:
 
 
 def level_counter(
-    chain: nn.Module, acc_scale: np.ndarray, sign: np.ndarray, bipolar: bool,
+    chain: nn.Module,
+    acc_scale: np.ndarray,
+    sign: np.ndarray,
+    bipolar: bool,
     spatial: tuple[int, int] | None = None,
+    offset: int = 0,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Map integer accumulators ``[N, C]`` to output level counts through the model's ops.
 
     ``chain`` is the model's own eval-mode batch norm + activation quantizer; it gets
     ``acc * sign * acc_scale`` in float32, exactly the layer's float output for
     power-of-two scales (``sign`` = -1 marks channels whose weight row the IR negates).
-    Counts are the quantizer's integers, or ``(v + 1) / 2`` for a bipolar sign.
+    Counts are the quantizer's integers minus ``offset`` (its lowest level, for signed
+    quantizers), or ``(v + 1) / 2`` for a bipolar sign.
 
     For a convolution the values are broadcast to the layer's real ``[N, C, OH, OW]``
     shape, so batch norm runs the same CPU kernel as in the real forward; every pixel
@@ -80,10 +85,12 @@ def level_counter(
         if spatial is not None:
             flat = v.reshape(*v.shape[:2], -1)
             if np.any(flat != flat[..., :1]):
-                raise ExportError("batch norm + activation give different levels at different "
-                                  "pixels for the same accumulator; thresholds cannot be exact")
+                raise ExportError(
+                    "batch norm + activation give different levels at different "
+                    "pixels for the same accumulator; thresholds cannot be exact"
+                )
             v = flat[..., 0]
-        return (v + 1) // 2 if bipolar else v
+        return (v + 1) // 2 if bipolar else v - offset
 
     return count
 
@@ -117,8 +124,10 @@ def thresholds_from_brevitas(
     bad = (t > acc.lo) & (below >= k)
     if np.any(bad):
         lvl, ch = (int(i) for i in np.argwhere(bad)[0])
-        raise ExportError(f"{layer}: activation is not monotonic in the accumulator "
-                          f"(channel {ch}, level {lvl + 1})")
+        raise ExportError(
+            f"{layer}: activation is not monotonic in the accumulator "
+            f"(channel {ch}, level {lvl + 1})"
+        )
     if np.any(np.diff(t, axis=0) < 0):
         raise ExportError(f"{layer}: thresholds not sorted; the activation is not monotonic")
     return np.ascontiguousarray(t.T)
@@ -139,13 +148,14 @@ def _weight_tensors(layer: nn.Module, w: np.ndarray, name: str) -> dict[str, np.
     return tensors
 
 
-def _capture_classifier_input(model: nn.Module, x: torch.Tensor) -> Any:
+def _capture_input(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> Any:
+    """The (quant tensor) input ``layer`` receives when ``model`` runs on ``x``."""
     seen: dict[str, Any] = {}
 
     def grab(module: nn.Module, args: tuple) -> None:
         seen["x"] = args[0]
 
-    handle = model.classifier.register_forward_pre_hook(grab)
+    handle = layer.register_forward_pre_hook(grab)
     try:
         with torch.no_grad():
             model(x)
@@ -155,25 +165,41 @@ def _capture_classifier_input(model: nn.Module, x: torch.Tensor) -> Any:
 
 
 def _thresholds(
-    name: str, w: np.ndarray, acc_scale: np.ndarray, bn: nn.Module, act: nn.Module,
-    acc_range: Callable[[np.ndarray], IntRange], spatial: tuple[int, int] | None,
+    name: str,
+    w: np.ndarray,
+    acc_scale: np.ndarray,
+    bn: nn.Module,
+    act: nn.Module,
+    acc_range: Callable[[np.ndarray], IntRange],
+    spatial: tuple[int, int] | None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], bool]:
-    """(IR weight with falling channels negated, thresholds, attrs, bipolar) for one layer."""
-    chain = nn.Sequential(bn, act).eval()
+    """(IR weight with falling channels negated, thresholds, attrs, bipolar) for one layer.
+
+    ``bn`` may be None (the requantizer inside a factored layer). Signed quantizers get
+    ``offset`` = their lowest integer, so ``out = offset + count`` spans their range.
+    """
+    chain = (nn.Sequential(bn, act) if bn is not None else act).eval()
     act_bits = int(act.act_quant.bit_width())
     bipolar = act_bits == 1
+    offset = 0
     if bool(act.act_quant.is_signed) and not bipolar:
-        raise ExportError(f"{name}: signed multi-bit activations are not supported yet")
+        offset = -(2 ** (act_bits - 1))  # non-narrow signed: [-2^(b-1), 2^(b-1) - 1]
     acc = acc_range(w)
     # Channels whose output falls as the accumulator rises get their weight row
     # negated, so every threshold unit compares "acc >= T" (weights are symmetric).
     ones = np.ones(len(w), np.int64)
-    ends = level_counter(chain, acc_scale, ones, bipolar, spatial)(np.stack([acc.lo, acc.hi]))
+    ends = level_counter(chain, acc_scale, ones, bipolar, spatial, offset)(
+        np.stack([acc.lo, acc.hi])
+    )
     sign = np.where(ends[0] > ends[1], -1, 1).astype(np.int64)
     w_ir = w * sign.reshape(-1, *([1] * (w.ndim - 1)))
-    t = thresholds_from_brevitas(level_counter(chain, acc_scale, sign, bipolar, spatial),
-                                 acc_range(w_ir), 2**act_bits - 1, name)
-    attrs = {"out_bits": act_bits, "offset": 0, **({"bipolar": True} if bipolar else {})}
+    t = thresholds_from_brevitas(
+        level_counter(chain, acc_scale, sign, bipolar, spatial, offset),
+        acc_range(w_ir),
+        2**act_bits - 1,
+        name,
+    )
+    attrs = {"out_bits": act_bits, "offset": offset, **({"bipolar": True} if bipolar else {})}
     return w_ir, t, attrs, bipolar
 
 
@@ -189,8 +215,12 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
     in_bits, signed = int(iq.bit_width()), bool(iq.is_signed)
     shape = tuple(model.input_shape)
     features = int(np.prod(shape))
-    attrs: dict[str, Any] = {"bits": in_bits, "signed": signed, "scale": in_scale,
-                             "features": features}
+    attrs: dict[str, Any] = {
+        "bits": in_bits,
+        "signed": signed,
+        "scale": in_scale,
+        "features": features,
+    }
     if len(shape) == 3:
         attrs["shape"] = list(shape)
     nodes = [Node("input", "InputQuant", [], attrs)]
@@ -204,8 +234,11 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
         if kind == "flatten":
             h, w_, c = spatial_shape
             # IR index (y, x, ch) reads PyTorch's NCHW flatten index ch*H*W + y*W + x
-            flatten_perm = (np.arange(c)[None, None, :] * h * w_ + np.arange(h)[:, None, None] * w_
-                            + np.arange(w_)[None, :, None]).reshape(-1)
+            flatten_perm = (
+                np.arange(c)[None, None, :] * h * w_
+                + np.arange(h)[:, None, None] * w_
+                + np.arange(w_)[None, :, None]
+            ).reshape(-1)
             nodes.append(Node("flatten", "Flatten", [prev]))
             x_range = IntRange(np.tile(x_range.lo, h * w_), np.tile(x_range.hi, h * w_))
             prev, spatial_shape = "flatten", (h * w_ * c,)
@@ -217,11 +250,16 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
         if kind == "conv":
             w = w.transpose(0, 2, 3, 1)  # [OC, IC, KH, KW] -> [OC, KH, KW, IC]
             (sh, sw), (ph, pw) = layer.stride, layer.padding
-            conv_attrs = {"weight_bits": int(qw.bit_width), "stride": [sh, sw],
-                          "padding": [ph, pw], "groups": int(layer.groups)}
+            conv_attrs = {
+                "weight_bits": int(qw.bit_width),
+                "stride": [sh, sw],
+                "padding": [ph, pw],
+                "groups": int(layer.groups),
+            }
 
             def acc_range(wt: np.ndarray, a=conv_attrs, xr=x_range) -> IntRange:
                 return conv_acc_range(Node("tmp", "Conv2d", [], a, {"weight": wt}), xr)
+
             h, w_, _ = spatial_shape
             oh, ow = (h + 2 * ph - w.shape[1]) // sh + 1, (w_ + 2 * pw - w.shape[2]) // sw + 1
         else:
@@ -230,45 +268,73 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
 
             def acc_range(wt: np.ndarray, xr=x_range) -> IntRange:
                 return dense_acc_range(Node("tmp", "Dense", [], {}, {"weight": wt}), xr)
+
         acc_scale = x_scale * _scales(qw.scale, f"{name}.weight")
         acc = acc_range(w)
         exact &= max(abs(acc.min), abs(acc.max)) < FLOAT32_EXACT_INT
         if kind == "classifier":
             tensors = _weight_tensors(layer, w, name)
             if layer.bias is not None:
-                x_q = _capture_classifier_input(model, torch.zeros(1, features))
+                x_q = _capture_input(model, layer, torch.zeros(1, features))
                 qb = layer.bias_quant(layer.bias, input=x_q, weight=qw)
                 b_scale = _scales(qb.scale, f"{name}.bias")
                 if not np.all(b_scale == np.broadcast_to(acc_scale, b_scale.shape)):
                     raise ExportError(f"{name}: bias scale differs from the accumulator scale")
                 tensors["bias"] = quant_ints(qb)
             node = Node(name, "Dense", [prev], {"weight_bits": int(qw.bit_width)}, tensors)
-            exact &= max(abs(dense_acc_range(node, x_range).min),
-                         abs(dense_acc_range(node, x_range).max)) < FLOAT32_EXACT_INT
+            exact &= (
+                max(
+                    abs(dense_acc_range(node, x_range).min), abs(dense_acc_range(node, x_range).max)
+                )
+                < FLOAT32_EXACT_INT
+            )
             classes = w.shape[0]
-            nodes += [node, Node("output", "OutputDequant", [name], {},
-                                 {"scale": np.broadcast_to(acc_scale, (classes,)).astype(np.float32),
-                                  "bias": np.zeros(classes, np.float32)})]
+            nodes += [
+                node,
+                Node(
+                    "output",
+                    "OutputDequant",
+                    [name],
+                    {},
+                    {
+                        "scale": np.broadcast_to(acc_scale, (classes,)).astype(np.float32),
+                        "bias": np.zeros(classes, np.float32),
+                    },
+                ),
+            ]
             break
         bn, act = step[2], step[3]
         spatial = (oh, ow) if kind == "conv" else None
-        w_ir, t, mt_attrs, bipolar = _thresholds(f"mt{i}", w, acc_scale, bn, act, acc_range,
-                                                 spatial)
+        w_ir, t, mt_attrs, bipolar = _thresholds(
+            f"mt{i}", w, acc_scale, bn, act, acc_range, spatial
+        )
         if kind == "conv":
-            nodes.append(Node(name, "Conv2d", [prev], conv_attrs, _weight_tensors(layer, w_ir, name)))
+            nodes.append(
+                Node(name, "Conv2d", [prev], conv_attrs, _weight_tensors(layer, w_ir, name))
+            )
         else:
-            nodes.append(Node(name, "Dense", [prev], {"weight_bits": int(qw.bit_width)},
-                              _weight_tensors(layer, w_ir, name)))
+            nodes.append(
+                Node(
+                    name,
+                    "Dense",
+                    [prev],
+                    {"weight_bits": int(qw.bit_width)},
+                    _weight_tensors(layer, w_ir, name),
+                )
+            )
         nodes.append(Node(f"mt{i}", "MultiThreshold", [name], mt_attrs, {"thresholds": t}))
         prev = f"mt{i}"
         x_scale = np.float64(_power_of_two(float(act.act_quant.scale().detach()), f"act{i}"))
-        lo_v, hi_v = (-1, 1) if bipolar else (0, 2**mt_attrs["out_bits"] - 1)
+        off = mt_attrs["offset"]
+        lo_v, hi_v = (-1, 1) if bipolar else (off, off + 2 ** mt_attrs["out_bits"] - 1)
         x_range = IntRange(np.full(w.shape[0], lo_v, np.int64), np.full(w.shape[0], hi_v, np.int64))
         if kind == "conv":
             spatial_shape = (oh, ow, w.shape[0])
             if step[4]:
                 k = int(step[4])
-                nodes.append(Node(f"pool{i}", "MaxPool", [prev], {"kernel": [k, k], "stride": [k, k]}))
+                nodes.append(
+                    Node(f"pool{i}", "MaxPool", [prev], {"kernel": [k, k], "stride": [k, k]})
+                )
                 prev, spatial_shape = f"pool{i}", (oh // k, ow // k, w.shape[0])
     meta = dict(meta or {})
     meta["float32_exact"] = bool(exact)

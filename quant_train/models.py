@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
 from brevitas.quant import (
+    Int8ActPerTensorFixedPoint,
     Int8WeightPerTensorFixedPoint,
     Int32Bias,
     SignedBinaryActPerTensorConst,
@@ -45,10 +46,67 @@ def weight_quant_kwargs(bits: int, per_channel: bool) -> dict:
 def activation(bits: int) -> nn.Module:
     """QuantReLU (unsigned, power-of-two scale) or, for 1 bit, a bipolar sign (BNN)."""
     if bits == 1:
-        return QuantIdentity(act_quant=SignedBinaryActPerTensorConst, scaling_const=1.0,
-                             return_quant_tensor=True)
-    return QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=bits,
-                     return_quant_tensor=True)
+        return QuantIdentity(
+            act_quant=SignedBinaryActPerTensorConst, scaling_const=1.0, return_quant_tensor=True
+        )
+    return QuantReLU(
+        act_quant=Uint8ActPerTensorFixedPoint, bit_width=bits, return_quant_tensor=True
+    )
+
+
+def requantizer(bits: int) -> nn.Module:
+    """Signed power-of-two requantization between the two halves of a factored layer.
+
+    Keeps the rank-r intermediate at ``bits`` bits, so the second layer's accumulator
+    stays small (exact in float32) and hardware sees an ordinary narrow stream.
+    """
+    return QuantIdentity(
+        act_quant=Int8ActPerTensorFixedPoint, bit_width=bits, return_quant_tensor=True
+    )
+
+
+class FactoredLinear(nn.Module):
+    """``W (m x n) ~= U (m x r) @ V (r x n)`` as two layers (truncated SVD, low rank).
+
+    Float: ``second(first(x))``. Quantized: ``second(requant(first(x)))``.
+    """
+
+    def __init__(self, first: nn.Module, second: nn.Module, requant: nn.Module | None) -> None:
+        super().__init__()
+        self.first, self.second, self.requant = first, second, requant
+
+    @property
+    def in_features(self) -> int:
+        return int(self.first.in_features)
+
+    @property
+    def out_features(self) -> int:
+        return int(self.second.out_features)
+
+    @property
+    def rank(self) -> int:
+        return int(self.first.out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.first(x)
+        return self.second(self.requant(y) if self.requant is not None else y)
+
+
+def _linear(
+    n: int, m: int, rank: int | None, quant: dict | None, bias: bool = False, act_bits: int = 8
+) -> nn.Module:
+    """A (Quant)Linear, or a FactoredLinear of ``rank`` when given."""
+
+    def make(i: int, o: int, b: bool) -> nn.Module:
+        if quant is None:
+            return nn.Linear(i, o, bias=b)
+        extra = {"bias_quant": Int32Bias} if b else {}
+        return QuantLinear(i, o, bias=b, **quant, **extra)
+
+    if rank is None:
+        return make(n, m, bias)
+    req = None if quant is None else requantizer(max(act_bits, 4))
+    return FactoredLinear(make(n, rank, False), make(rank, m, bias), req)
 
 
 class QuantMLP(nn.Module):
@@ -68,10 +126,17 @@ class QuantMLP(nn.Module):
         act_bits: int,
         input_bits: int,
         per_channel: bool = False,
+        ranks: list[int | None] | None = None,
     ) -> None:
         super().__init__()
-        self.quant_config = {"weight_bits": weight_bits, "act_bits": act_bits,
-                             "input_bits": input_bits, "per_channel": per_channel}
+        self.quant_config = {
+            "weight_bits": weight_bits,
+            "act_bits": act_bits,
+            "input_bits": input_bits,
+            "per_channel": per_channel,
+        }
+        ranks = list(ranks) if ranks else [None] * (len(hidden) + 1)
+        self.ranks = ranks
         self.input_quant = QuantIdentity(
             act_quant=Uint8ActPerTensorFixedPointMaxInit,
             bit_width=input_bits,
@@ -84,12 +149,12 @@ class QuantMLP(nn.Module):
         self.acts = nn.ModuleList()
         width = in_features
         wq = weight_quant_kwargs(weight_bits, per_channel)
-        for h in hidden:
-            self.linears.append(QuantLinear(width, h, bias=False, **wq))
+        for h, r in zip(hidden, ranks, strict=False):
+            self.linears.append(_linear(width, h, r, wq, act_bits=act_bits))
             self.norms.append(nn.BatchNorm1d(h))
             self.acts.append(activation(act_bits))
             width = h
-        self.classifier = QuantLinear(width, classes, bias=True, bias_quant=Int32Bias, **wq)
+        self.classifier = _linear(width, classes, ranks[-1], wq, bias=True, act_bits=act_bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.input_quant(x)
@@ -99,15 +164,30 @@ class QuantMLP(nn.Module):
         return out.value if hasattr(out, "value") else out
 
     def export_plan(self) -> list[PlanStep]:
-        """What the exporter walks: ``("dense", linear, norm, act)`` ... ``("classifier", fc)``."""
-        return [*(("dense", lin, bn, act) for lin, bn, act in
-                  zip(self.linears, self.norms, self.acts, strict=True)),
-                ("classifier", self.classifier)]
+        """What the exporter walks: ``("dense", linear, norm, act)`` ... ``("classifier", fc)``.
+
+        A factored layer becomes ``("dense", first, None, requant)`` then its second half.
+        """
+        plan: list[PlanStep] = []
+        for lin, bn, act in zip(self.linears, self.norms, self.acts, strict=True):
+            plan += _dense_steps(lin, bn, act)
+        cls = self.classifier
+        if isinstance(cls, FactoredLinear):
+            plan.append(("dense", cls.first, None, cls.requant))
+            cls = cls.second
+        return [*plan, ("classifier", cls)]
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return (int(self.linears[0].in_features if len(self.linears)
-                    else self.classifier.in_features),)
+        return (
+            int(self.linears[0].in_features if len(self.linears) else self.classifier.in_features),
+        )
+
+
+def _dense_steps(lin: nn.Module, bn: nn.Module, act: nn.Module) -> list[PlanStep]:
+    if isinstance(lin, FactoredLinear):
+        return [("dense", lin.first, None, lin.requant), ("dense", lin.second, bn, act)]
+    return [("dense", lin, bn, act)]
 
 
 class QuantCNN(nn.Module):
@@ -131,15 +211,26 @@ class QuantCNN(nn.Module):
         per_channel: bool = False,
     ) -> None:
         super().__init__()
-        self.quant_config = {"weight_bits": weight_bits, "act_bits": act_bits,
-                             "input_bits": input_bits, "per_channel": per_channel}
+        self.quant_config = {
+            "weight_bits": weight_bits,
+            "act_bits": act_bits,
+            "input_bits": input_bits,
+            "per_channel": per_channel,
+        }
         self.shape = tuple(input_shape)
         self.conv_specs = [tuple(c) for c in convs]
         self.input_quant = QuantIdentity(
-            act_quant=Uint8ActPerTensorFixedPointMaxInit, bit_width=input_bits,
-            max_val=1.0 - 2.0**-input_bits, return_quant_tensor=True)
+            act_quant=Uint8ActPerTensorFixedPointMaxInit,
+            bit_width=input_bits,
+            max_val=1.0 - 2.0**-input_bits,
+            return_quant_tensor=True,
+        )
         wq = weight_quant_kwargs(weight_bits, per_channel)
-        self.convs, self.conv_norms, self.conv_acts = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        self.convs, self.conv_norms, self.conv_acts = (
+            nn.ModuleList(),
+            nn.ModuleList(),
+            nn.ModuleList(),
+        )
         h, w, c = input_shape
         for channels, kernel, padding, pool in self.conv_specs:
             self.convs.append(QuantConv2d(c, channels, kernel, padding=padding, bias=False, **wq))
@@ -164,8 +255,9 @@ class QuantCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w, c = self.shape
         q = self.input_quant(x.reshape(-1, h, w, c).permute(0, 3, 1, 2))
-        for conv, norm, act, spec in zip(self.convs, self.conv_norms, self.conv_acts,
-                                         self.conv_specs, strict=True):
+        for conv, norm, act, spec in zip(
+            self.convs, self.conv_norms, self.conv_acts, self.conv_specs, strict=True
+        ):
             q = act(norm(conv(q)))
             if spec[3]:
                 q = torch.nn.functional.max_pool2d(q, spec[3])
@@ -177,12 +269,21 @@ class QuantCNN(nn.Module):
 
     def export_plan(self) -> list[PlanStep]:
         """``("conv", conv, norm, act, pool)``*, ``("flatten",)``, MLP steps."""
-        return [*(("conv", conv, bn, act, spec[3]) for conv, bn, act, spec in
-                  zip(self.convs, self.conv_norms, self.conv_acts, self.conv_specs, strict=True)),
-                ("flatten",),
-                *(("dense", lin, bn, act) for lin, bn, act in
-                  zip(self.linears, self.norms, self.acts, strict=True)),
-                ("classifier", self.classifier)]
+        return [
+            *(
+                ("conv", conv, bn, act, spec[3])
+                for conv, bn, act, spec in zip(
+                    self.convs, self.conv_norms, self.conv_acts, self.conv_specs, strict=True
+                )
+            ),
+            ("flatten",),
+            *(
+                st
+                for lin, bn, act in zip(self.linears, self.norms, self.acts, strict=True)
+                for st in _dense_steps(lin, bn, act)
+            ),
+            ("classifier", self.classifier),
+        ]
 
 
 class FloatMLP(nn.Module):
@@ -193,23 +294,39 @@ class FloatMLP(nn.Module):
     quantized model for QAT fine-tuning.
     """
 
-    def __init__(self, in_features: int, hidden: list[int], classes: int) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        hidden: list[int],
+        classes: int,
+        ranks: list[int | None] | None = None,
+    ) -> None:
         super().__init__()
+        ranks = list(ranks) if ranks else [None] * (len(hidden) + 1)
+        self.ranks = ranks
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.acts = nn.ModuleList()
         width = in_features
-        for h in hidden:
-            self.linears.append(nn.Linear(width, h, bias=False))
+        for h, r in zip(hidden, ranks, strict=False):
+            self.linears.append(_linear(width, h, r, None))
             self.norms.append(nn.BatchNorm1d(h))
             self.acts.append(nn.ReLU())
             width = h
-        self.classifier = nn.Linear(width, classes)
+        self.classifier = _linear(width, classes, ranks[-1], None, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for linear, norm, act in zip(self.linears, self.norms, self.acts, strict=True):
             x = act(norm(linear(x)))
         return self.classifier(x)
+
+
+def linear_modules(model: nn.Module) -> list[nn.Module]:
+    """Every fully connected weight layer in order, factored layers expanded into halves."""
+    out: list[nn.Module] = []
+    for lin in [*model.linears, model.classifier]:
+        out += [lin.first, lin.second] if isinstance(lin, FactoredLinear) else [lin]
+    return out
 
 
 def hidden_sizes(model: nn.Module) -> list[int]:

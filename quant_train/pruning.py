@@ -23,19 +23,19 @@ from torch import nn
 from torch.nn.utils import prune
 
 from qfab.errors import ConfigError
-from quant_train.models import FloatMLP, QuantMLP
+from quant_train.models import FactoredLinear, FloatMLP, QuantMLP, linear_modules
 
 MLP = QuantMLP | FloatMLP
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every weight layer of the MLP, hidden first, classifier last."""
-    return [*((f"fc{i}", lin) for i, lin in enumerate(model.linears)),
-            (f"fc{len(model.linears)}", model.classifier)]
+    """Every weight layer of the MLP, hidden first, classifier last (factors expanded)."""
+    return [(f"fc{i}", lin) for i, lin in enumerate(linear_modules(model))]
 
 
-def magnitude_prune(model: MLP, sparsity: float,
-                    scope: Literal["layer", "global"] = "layer") -> MLP:
+def magnitude_prune(
+    model: MLP, sparsity: float, scope: Literal["layer", "global"] = "layer"
+) -> MLP:
     """Zero the fraction ``sparsity`` of smallest-|w| weights; the mask stays during training.
 
     ``layer``: every layer loses the same fraction. ``global``: one threshold over all
@@ -50,8 +50,9 @@ def magnitude_prune(model: MLP, sparsity: float,
         already = sum(int((m.weight == 0).sum()) for _, m in layers)
         total = sum(m.weight.numel() for _, m in layers)
         extra = max(0, round(sparsity * total) - already)
-        prune.global_unstructured([(m, "weight") for _, m in layers],
-                                  pruning_method=prune.L1Unstructured, amount=extra)
+        prune.global_unstructured(
+            [(m, "weight") for _, m in layers], pruning_method=prune.L1Unstructured, amount=extra
+        )
     elif scope == "layer":
         for _, m in layers:
             already = int((m.weight == 0).sum())
@@ -90,9 +91,10 @@ def neuron_scores(model: MLP, criterion: Literal["filter", "channel"]) -> list[n
     return scores
 
 
-def prune_neurons(model: MLP, fraction: float,
-                  criterion: Literal["filter", "channel"] = "filter") -> MLP:
-    """A new, narrower model of the same class without the ``fraction`` weakest neurons of each hidden layer.
+def prune_neurons(
+    model: MLP, fraction: float, criterion: Literal["filter", "channel"] = "filter"
+) -> MLP:
+    """A narrower model of the same class without each hidden layer's ``fraction`` weakest neurons.
 
     Every tensor is sliced from the old model (weights, batch-norm statistics and
     affine parameters), so the pruned network computes exactly what the old one computed
@@ -100,6 +102,10 @@ def prune_neurons(model: MLP, fraction: float,
     """
     if not 0 <= fraction < 1:
         raise ConfigError(f"prune.fraction = {fraction} is not allowed; allowed: 0 <= f < 1")
+    if any(isinstance(lin, FactoredLinear) for lin in [*model.linears, model.classifier]):
+        raise ConfigError(
+            "prune_neurons: put it before 'factorize' (factored layers are not sliced)"
+        )
     keep = []
     for scores in neuron_scores(model, criterion):
         n_keep = max(1, len(scores) - round(fraction * len(scores)))
@@ -112,8 +118,7 @@ def _rebuild(model: MLP, keep: list[np.ndarray]) -> MLP:
     old = model.state_dict()
     hidden = [len(k) for k in keep]
     args = (model.linears[0].in_features, hidden, model.classifier.out_features)
-    new = (QuantMLP(*args, **model.quant_config) if isinstance(model, QuantMLP)
-           else FloatMLP(*args))
+    new = QuantMLP(*args, **model.quant_config) if isinstance(model, QuantMLP) else FloatMLP(*args)
     rows: dict[str, torch.Tensor] = {}
     cols: dict[str, torch.Tensor] = {}
     for i, k in enumerate(keep):

@@ -51,8 +51,9 @@ def share_weights(model: nn.Module, clusters: int | list[int], seed: int = 0) ->
         codebook, index = kmeans_share(layer.weight.detach().numpy(), k, seed=seed)
         with torch.no_grad():
             layer.weight.requires_grad_(False)
-        parametrize.register_parametrization(layer, "weight", SharedWeight(codebook, index),
-                                             unsafe=True)
+        parametrize.register_parametrization(
+            layer, "weight", SharedWeight(codebook, index), unsafe=True
+        )
         layer.qfab_clusters = k
     return model
 
@@ -69,7 +70,9 @@ def layer_codebook(w_int: np.ndarray, clusters: int, layer: str) -> tuple[np.nda
     """Integer codebook (sorted distinct non-zero weights) and indices (-1 for zero)."""
     values = np.unique(w_int[w_int != 0])
     if len(values) > clusters:
-        raise ConfigError(f"{layer}: {len(values)} distinct weights after sharing, more than "
-                          f"its {clusters} clusters")
+        raise ConfigError(
+            f"{layer}: {len(values)} distinct weights after sharing, more than "
+            f"its {clusters} clusters"
+        )
     index = np.where(w_int != 0, np.searchsorted(values, w_int), -1)
     return values.astype(np.int64), index.astype(np.int64)

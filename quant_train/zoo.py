@@ -19,8 +19,12 @@ from torch import nn
 from qfab.errors import ConfigError
 from quant_train.models import QuantCNN, QuantMLP
 
-MLP_SIZES = {"tfc": [64, 64, 64], "sfc": [256, 256, 256], "lfc": [1024, 1024, 1024],
-             "lenet300": [300, 100]}
+MLP_SIZES = {
+    "tfc": [64, 64, 64],
+    "sfc": [256, 256, 256],
+    "lfc": [1024, 1024, 1024],
+    "lenet300": [300, 100],
+}
 CONV_ARCHS = ("lenet5", "cnv")
 ARCHS = ("mlp", *MLP_SIZES, *CONV_ARCHS)
 
@@ -53,8 +57,12 @@ def build_model(
     per_channel: bool = False,
 ) -> nn.Module:
     """A zoo model for ``input_shape`` (``(features,)`` or ``(H, W, C)``)."""
-    quant = {"weight_bits": weight_bits, "act_bits": act_bits, "input_bits": input_bits,
-             "per_channel": per_channel}
+    quant = {
+        "weight_bits": weight_bits,
+        "act_bits": act_bits,
+        "input_bits": input_bits,
+        "per_channel": per_channel,
+    }
     features = 1
     for d in input_shape:
         features *= int(d)
@@ -64,8 +72,10 @@ def build_model(
         return QuantMLP(features, MLP_SIZES[arch], classes, **quant)
     if arch in CONV_ARCHS:
         if len(input_shape) != 3:
-            raise ConfigError(f"model.arch = {arch}: needs images (H, W, C), the data set gives "
-                              f"{features} plain features")
+            raise ConfigError(
+                f"model.arch = {arch}: needs images (H, W, C), the data set gives "
+                f"{features} plain features"
+            )
         convs, fc = conv_layers(arch, tuple(input_shape))
         return QuantCNN(tuple(input_shape), convs, fc, classes, **quant)
     raise ConfigError(f"model.arch = {arch!r} is not allowed; allowed: {', '.join(ARCHS)}")

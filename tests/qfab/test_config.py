@@ -76,7 +76,18 @@ def test_cli_exits_2_with_one_line_and_leaves_no_output(tmp_path, capsys, text):
 
 
 def test_missing_config_file_exit_code_via_console_script(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "qfab.cli", "run", str(tmp_path / "x.yaml"),
-                           "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qfab.cli",
+            "run",
+            str(tmp_path / "x.yaml"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"qfab: error: config file '{tmp_path / 'x.yaml'}' not found"

@@ -34,11 +34,18 @@ def test_golden_chain_matches_a_loop_reference():
     for n in g.nodes[1:-1]:
         if n.op == "Dense":
             b = n.tensors.get("bias", np.zeros(len(n.tensors["weight"]), int))
-            h = [[sum(int(w) * v for w, v in zip(row, vec, strict=True)) + int(bb)
-                  for row, bb in zip(n.tensors["weight"], b, strict=True)] for vec in h]
+            h = [
+                [
+                    sum(int(w) * v for w, v in zip(row, vec, strict=True)) + int(bb)
+                    for row, bb in zip(n.tensors["weight"], b, strict=True)
+                ]
+                for vec in h
+            ]
         else:
-            h = [[sum(a >= int(t) for t in n.tensors["thresholds"][c]) for c, a in enumerate(vec)]
-                 for vec in h]
+            h = [
+                [sum(a >= int(t) for t in n.tensors["thresholds"][c]) for c, a in enumerate(vec)]
+                for vec in h
+            ]
     np.testing.assert_array_equal(res.outputs["fc2"], h)
 
 
@@ -52,10 +59,12 @@ def test_first_mismatch_names_layer_vector_channel():
         first_mismatch(a, b[:2], "fc1")
 
 
-@pytest.mark.parametrize(("stride", "padding", "groups"), [(1, 0, 1), (2, 1, 1), (1, 1, 2), (1, 1, 4)])
+@pytest.mark.parametrize(
+    ("stride", "padding", "groups"), [(1, 0, 1), (2, 1, 1), (1, 1, 2), (1, 1, 4)]
+)
 def test_conv2d_and_maxpool_match_torch(stride, padding, groups):
     import torch
-    import torch.nn.functional as F  # noqa: N812
+    import torch.nn.functional as F
 
     from qfab.golden import conv2d, max_pool
 
@@ -63,16 +72,30 @@ def test_conv2d_and_maxpool_match_torch(stride, padding, groups):
     h, w, c, oc, k = 7, 6, 4, 8, 3
     x = rng.integers(0, 16, size=(3, h * w * c))
     wt = rng.integers(-7, 8, size=(oc, k, k, c // groups))
-    node = Node("conv", "Conv2d", ["x"], {"weight_bits": 4, "stride": [stride, stride],
-                                         "padding": [padding, padding], "groups": groups},
-                {"weight": wt})
+    node = Node(
+        "conv",
+        "Conv2d",
+        ["x"],
+        {
+            "weight_bits": 4,
+            "stride": [stride, stride],
+            "padding": [padding, padding],
+            "groups": groups,
+        },
+        {"weight": wt},
+    )
     got = conv2d(node, x, (h, w, c))
-    ref = F.conv2d(torch.tensor(x, dtype=torch.float64).reshape(3, h, w, c).permute(0, 3, 1, 2),
-                   torch.tensor(wt, dtype=torch.float64).permute(0, 3, 1, 2),
-                   stride=stride, padding=padding, groups=groups)
+    ref = F.conv2d(
+        torch.tensor(x, dtype=torch.float64).reshape(3, h, w, c).permute(0, 3, 1, 2),
+        torch.tensor(wt, dtype=torch.float64).permute(0, 3, 1, 2),
+        stride=stride,
+        padding=padding,
+        groups=groups,
+    )
     np.testing.assert_array_equal(got, ref.permute(0, 2, 3, 1).reshape(3, -1).numpy())
     oh, ow = ref.shape[2], ref.shape[3]
     pool = Node("p", "MaxPool", ["conv"], {"kernel": [2, 2], "stride": [2, 2]})
     ref_pool = F.max_pool2d(ref, 2)
-    np.testing.assert_array_equal(max_pool(pool, got, (oh, ow, oc)),
-                                  ref_pool.permute(0, 2, 3, 1).reshape(3, -1).numpy())
+    np.testing.assert_array_equal(
+        max_pool(pool, got, (oh, ow, oc)), ref_pool.permute(0, 2, 3, 1).reshape(3, -1).numpy()
+    )

@@ -35,8 +35,12 @@ def test_weight_range_is_symmetric_and_bipolar_for_one_bit():
     ("mutate", "message"),
     [
         (lambda g: setattr(g.nodes[1], "op", "Conv3d"), "unknown op"),
-        (lambda g: g.nodes[2].tensors.__setitem__("thresholds", g.nodes[2].tensors["thresholds"][:, ::-1]),
-         "sorted"),
+        (
+            lambda g: g.nodes[2].tensors.__setitem__(
+                "thresholds", g.nodes[2].tensors["thresholds"][:, ::-1]
+            ),
+            "sorted",
+        ),
         (lambda g: g.nodes[1].tensors["weight"].__setitem__((0, 0), 99), "outside"),
         (lambda g: g.nodes[1].attrs.pop("weight_bits"), "missing attrs"),
         (lambda g: setattr(g.nodes[3], "inputs", ["nowhere"]), "not an earlier node"),

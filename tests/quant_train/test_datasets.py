@@ -16,14 +16,19 @@ def test_digits_split_is_fixed_stratified_and_scaled(digits):
     again = load_dataset("digits")
     np.testing.assert_array_equal(digits.x_test, again.x_test)
     assert digits.x_train.shape == (1437, 64) and digits.x_test.shape == (360, 64)
-    assert digits.x_train.dtype == np.float32 and 0 <= digits.x_train.min() <= digits.x_train.max() <= 1
+    assert (
+        digits.x_train.dtype == np.float32
+        and 0 <= digits.x_train.min() <= digits.x_train.max() <= 1
+    )
     train_share = np.bincount(digits.y_train) / len(digits.y_train)
     test_share = np.bincount(digits.y_test) / len(digits.y_test)
     assert np.abs(train_share - test_share).max() < 0.01
 
 
 def test_unknown_dataset_lists_the_allowed_ones():
-    with pytest.raises(ConfigError, match="allowed: \\['cifar10', 'digits', 'fashion_mnist', 'mnist', 'npz'\\]"):
+    with pytest.raises(
+        ConfigError, match="allowed: \\['cifar10', 'digits', 'fashion_mnist', 'mnist', 'npz'\\]"
+    ):
         load_dataset("imagenet")
 
 
@@ -33,7 +38,8 @@ def test_unknown_dataset_lists_the_allowed_ones():
 
 def write_idx(path, array, compress):
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape)
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
     raw = header + array.astype(np.uint8).tobytes()
     path.write_bytes(gzip.compress(raw) if compress else raw)
 

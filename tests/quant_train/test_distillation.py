@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from qfab.errors import ConfigError
 from quant_train.distillation import distill, distillation_loss
@@ -46,8 +46,9 @@ def test_bad_settings_are_refused():
 
 def test_distilled_student_learns_and_exports_exactly(digits):
     seed_everything(0)
-    teacher = train_classifier(FloatMLP(64, [64], 10), digits.x_train, digits.y_train,
-                               TrainSettings(epochs=5))
+    teacher = train_classifier(
+        FloatMLP(64, [64], 10), digits.x_train, digits.y_train, TrainSettings(epochs=5)
+    )
     seed_everything(0)
     student = QuantMLP(64, [24], 10, weight_bits=2, act_bits=2, input_bits=8)
     distill(student, teacher, digits.x_train, digits.y_train, TrainSettings(epochs=5))

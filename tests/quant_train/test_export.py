@@ -16,16 +16,35 @@ from quant_train.train import TrainSettings, predict, seed_everything, train_cla
 
 def trained(digits, hidden, wb, ab, epochs=3, seed=0, per_channel=False):
     seed_everything(seed)  # weight initialization is part of what the seed fixes
-    model = QuantMLP(digits.features, hidden, digits.classes, weight_bits=wb, act_bits=ab,
-                     input_bits=8, per_channel=per_channel)
-    return train_classifier(model, digits.x_train, digits.y_train,
-                            TrainSettings(epochs=epochs, seed=seed))
+    model = QuantMLP(
+        digits.features,
+        hidden,
+        digits.classes,
+        weight_bits=wb,
+        act_bits=ab,
+        input_bits=8,
+        per_channel=per_channel,
+    )
+    return train_classifier(
+        model, digits.x_train, digits.y_train, TrainSettings(epochs=epochs, seed=seed)
+    )
 
 
 @pytest.mark.parametrize(
     ("wb", "ab", "per_channel"),
-    [(2, 2, False), (3, 3, False), (4, 4, False), (8, 8, False), (2, 8, False), (8, 2, False),
-     (1, 1, False), (1, 4, False), (5, 1, False), (4, 3, True), (8, 8, True)],
+    [
+        (2, 2, False),
+        (3, 3, False),
+        (4, 4, False),
+        (8, 8, False),
+        (2, 8, False),
+        (8, 2, False),
+        (1, 1, False),
+        (1, 4, False),
+        (5, 1, False),
+        (4, 3, True),
+        (8, 8, True),
+    ],
 )
 def test_golden_equals_brevitas_on_every_vector(digits, wb, ab, per_channel):
     model = trained(digits, [24, 13], wb, ab, per_channel=per_channel)
@@ -59,8 +78,12 @@ def test_a_wrong_threshold_is_caught(digits):
     acc = run_golden(graph, x).outputs["fc0"]
     t = graph.node("mt0").tensors["thresholds"]
     # pick the (channel, level) whose threshold is hit exactly by some vector
-    hits = [(c, k) for c in range(t.shape[0]) for k in range(t.shape[1])
-            if np.any(acc[:, c] == t[c, k]) and (k + 1 == t.shape[1] or t[c, k + 1] > t[c, k])]
+    hits = [
+        (c, k)
+        for c in range(t.shape[0])
+        for k in range(t.shape[1])
+        if np.any(acc[:, c] == t[c, k]) and (k + 1 == t.shape[1] or t[c, k + 1] > t[c, k])
+    ]
     assert hits, "no accumulator lands exactly on a threshold"
     c, k = hits[0]
     t[c, k] += 1
@@ -94,14 +117,16 @@ def test_non_power_of_two_scale_is_refused(digits):
     from brevitas.quant import Int8WeightPerTensorFloat
 
     model = trained(digits, [16], 2, 2, epochs=1)
-    model.linears[0] = QuantLinear(64, 16, bias=False, weight_quant=Int8WeightPerTensorFloat,
-                                   weight_bit_width=2)
+    model.linears[0] = QuantLinear(
+        64, 16, bias=False, weight_quant=Int8WeightPerTensorFloat, weight_bit_width=2
+    )
     with pytest.raises(ExportError, match="fc0.weight.*power of two"):
         export_mlp(model)
 
 
-@pytest.mark.parametrize(("arch", "wb", "ab"), [("lenet5", 4, 4), ("cnv", 2, 2), ("lenet5", 1, 1),
-                                                ("tfc", 1, 1)])
+@pytest.mark.parametrize(
+    ("arch", "wb", "ab"), [("lenet5", 4, 4), ("cnv", 2, 2), ("lenet5", 1, 1), ("tfc", 1, 1)]
+)
 def test_zoo_models_export_exactly(digits, arch, wb, ab):
     from quant_train.zoo import build_model
 
@@ -121,8 +146,9 @@ def test_conv_negative_slope_and_padding_with_bipolar(digits):
     from quant_train.models import QuantCNN
 
     seed_everything(1)
-    model = QuantCNN((8, 8, 1), [(8, 3, 1, 0), (8, 3, 1, 2)], [16], 10, weight_bits=2,
-                     act_bits=1, input_bits=8)
+    model = QuantCNN(
+        (8, 8, 1), [(8, 3, 1, 0), (8, 3, 1, 2)], [16], 10, weight_bits=2, act_bits=1, input_bits=8
+    )
     train_classifier(model, digits.x_train, digits.y_train, TrainSettings(epochs=1))
     with torch.no_grad():
         model.conv_norms[1].weight[::2] *= -1

@@ -22,14 +22,16 @@ from quant_train.train import TrainSettings, accuracy, predict, seed_everything,
 
 def trained(digits, hidden=(32, 24), epochs=4):
     seed_everything(0)
-    model = QuantMLP(digits.features, list(hidden), digits.classes, weight_bits=4, act_bits=4,
-                     input_bits=8)
+    model = QuantMLP(
+        digits.features, list(hidden), digits.classes, weight_bits=4, act_bits=4, input_bits=8
+    )
     return train_classifier(model, digits.x_train, digits.y_train, TrainSettings(epochs=epochs))
 
 
 def fine_tune(digits, epochs=3):
-    return lambda m: train_classifier(m, digits.x_train, digits.y_train,
-                                      TrainSettings(epochs=epochs, lr=0.005))
+    return lambda m: train_classifier(
+        m, digits.x_train, digits.y_train, TrainSettings(epochs=epochs, lr=0.005)
+    )
 
 
 def exact(model, digits):
@@ -46,8 +48,9 @@ def test_layer_magnitude_pruning_hits_the_target_in_every_layer(digits):
 
 def test_global_pruning_and_mask_survives_fine_tuning(digits):
     model = magnitude_prune(trained(digits), 0.8, "global")
-    w = np.concatenate([m.weight.detach().numpy().ravel()
-                        for m in (*model.linears, model.classifier)])
+    w = np.concatenate(
+        [m.weight.detach().numpy().ravel() for m in (*model.linears, model.classifier)]
+    )
     assert np.mean(w == 0) == pytest.approx(0.8, abs=0.005)
     per_layer = sparsity(model)
     assert max(per_layer.values()) - min(per_layer.values()) > 0.05  # not uniform
@@ -85,14 +88,20 @@ def test_structured_slices_the_right_rows(digits):
     model.eval()
     keep = np.sort(np.argsort(-neuron_scores(model, "filter")[0], kind="stable")[:16])
     small = prune_neurons(model, 0.5, "filter")
-    np.testing.assert_array_equal(small.linears[0].weight.detach().numpy(),
-                                  model.linears[0].weight.detach().numpy()[keep])
-    np.testing.assert_array_equal(small.norms[0].running_mean.numpy(),
-                                  model.norms[0].running_mean.numpy()[keep])
-    np.testing.assert_array_equal(small.linears[1].weight.detach().numpy(),
-                                  model.linears[1].weight.detach().numpy()[:, keep][
-                                      np.sort(np.argsort(-neuron_scores(model, "filter")[1],
-                                                         kind="stable")[:12])])
+    np.testing.assert_array_equal(
+        small.linears[0].weight.detach().numpy(), model.linears[0].weight.detach().numpy()[keep]
+    )
+    np.testing.assert_array_equal(
+        small.norms[0].running_mean.numpy(), model.norms[0].running_mean.numpy()[keep]
+    )
+    np.testing.assert_array_equal(
+        small.linears[1].weight.detach().numpy(),
+        model.linears[1]
+        .weight.detach()
+        .numpy()[:, keep][
+            np.sort(np.argsort(-neuron_scores(model, "filter")[1], kind="stable")[:12])
+        ],
+    )
 
 
 def test_bad_amounts_are_refused(digits):
