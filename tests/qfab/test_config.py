@@ -29,8 +29,8 @@ def test_the_demo_config_is_valid():
     [
         ({"modle": {}}, "unknown key 'modle'; allowed here: dataset, model, train, hw, sim, synth"),
         ({"model": {"hiden": [3]}}, "unknown key 'model.hiden'; allowed here: arch, hidden"),
-        ({"model": {"weight_bits": 0}}, "model.weight_bits = 0 is not allowed; allowed: 2..8"),
-        ({"model": {"act_bits": 33}}, "model.act_bits = 33 is not allowed; allowed: 2..8"),
+        ({"model": {"weight_bits": 0}}, "model.weight_bits = 0 is not allowed; allowed: 1..8"),
+        ({"model": {"act_bits": 33}}, "model.act_bits = 33 is not allowed; allowed: 1..8"),
         ({"model": {"hidden": [64, 0]}}, "model.hidden[1] = 0 is not allowed; allowed: a list"),
         ({"sim": {"simulator": "vcs"}}, "allowed: 'verilator', 'icarus'"),
         ({"hw": {"folding": "manual"}}, "hw.folding = 'manual' is not allowed; allowed: 'auto'"),
