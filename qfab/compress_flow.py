@@ -70,14 +70,12 @@ def print_table(console: Console, table: list[dict[str, Any]]) -> None:
 
 def run_compress(cfg: Config, out: Path, console: Console | None = None) -> list[dict[str, Any]]:
     """Run the pipeline of ``cfg.compress`` and write its results into ``out``."""
-    from quant_train.compress import Pipeline, as_json, mlp_hidden, survey_table
+    from quant_train.compress import Pipeline, as_json, survey_table
     from quant_train.datasets import load_dataset
     from quant_train.equality import compare_brevitas_to_golden
     from quant_train.export_ir import export_model
-    from quant_train.models import QuantMLP
 
     console = console or Console()
-    mlp_hidden(cfg)  # refuse unsupported archs before loading anything
     with atomic_output(Path(out)) as work:
         data = load_dataset(cfg.dataset_name, cfg.dataset_path)
         columns = (
@@ -104,7 +102,7 @@ def run_compress(cfg: Config, out: Path, console: Console | None = None) -> list
         )
         table = survey_table(pipe.rows, name, data.name)
         report: dict[str, Any] = {"table": table, "rows": as_json(pipe.rows)}
-        if isinstance(model, QuantMLP):
+        if model.quantized:
             graph = export_model(model, {"dataset": data.name, "compress": True})
             eq = compare_brevitas_to_golden(model, graph, data.x_test)
             report["brevitas_vs_golden"] = eq.as_dict()

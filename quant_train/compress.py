@@ -12,6 +12,7 @@ skips zeros).
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from qfab.errors import ConfigError
 from quant_train.datasets import Dataset
 from quant_train.distillation import distillation_loss
 from quant_train.export_ir import quant_ints
-from quant_train.models import FloatMLP, QuantCNN, QuantMLP, linear_modules
+from quant_train.models import FloatMLP, QuantCNN, QuantMLP, float_cnn, linear_modules
 from quant_train.pruning import iterative_prune, make_pruning_permanent, prune_neurons
 from quant_train.train import TrainSettings, accuracy, predict, seed_everything, train_classifier
 
@@ -77,7 +78,7 @@ def count(model: nn.Module) -> tuple[int, int, int]:
 def dense_bytes(model: nn.Module) -> tuple[int, str]:
     """Weight bytes stored densely at the model's current precision."""
     total, _, _ = count(model)
-    if isinstance(model, QuantMLP | QuantCNN):
+    if model.quantized:
         bits = model.quant_config["weight_bits"]
         return (total * bits + 7) // 8, f"dense {bits}-bit"
     return total * 4, "dense float32"
@@ -100,40 +101,62 @@ def keep_zeros(model: nn.Module) -> Iterator[nn.Module]:
             torch_prune.remove(layer, "weight")
 
 
-def float_to_quant(model: FloatMLP, settings: Any) -> QuantMLP:
-    """A QuantMLP with the float model's weights and batch-norm state (pruned zeros kept)."""
-    if not isinstance(model, FloatMLP):
+def float_to_quant(model: nn.Module, settings: Any) -> nn.Module:
+    """The quantized twin of a float model, loaded with its weights and batch-norm state."""
+    if model.quantized:
         raise ConfigError(
             "compress: 'quantize' needs the float model; it can appear only once, "
             "before 'share' and 'encode'"
         )
-    q = QuantMLP(
-        model.linears[0].in_features,
-        [lin.out_features for lin in model.linears],
-        model.classifier.out_features,
-        weight_bits=settings.weight_bits,
-        act_bits=settings.act_bits,
-        input_bits=settings.input_bits,
-        per_channel=settings.per_channel,
-        ranks=model.ranks,
-    )
+    quant = {
+        "weight_bits": settings.weight_bits,
+        "act_bits": settings.act_bits,
+        "input_bits": settings.input_bits,
+        "per_channel": settings.per_channel,
+    }
+    if isinstance(model, QuantCNN):
+        q: nn.Module = QuantCNN(
+            model.input_shape,
+            model.conv_specs,
+            model.hidden,
+            model.classifier.out_features,
+            **quant,
+        )
+    else:
+        q = QuantMLP(
+            model.linears[0].in_features,
+            [lin.out_features for lin in model.linears],
+            model.classifier.out_features,
+            ranks=model.ranks,
+            **quant,
+        )
     _, unexpected = q.load_state_dict(model.state_dict(), strict=False)
     if unexpected:
         raise ConfigError(f"compress: float weights do not fit the quantized model: {unexpected}")
     return q
 
 
-def mlp_hidden(cfg: Config) -> list[int]:
-    """Hidden sizes of the configured MLP; the pipeline starts from a float MLP."""
-    from quant_train.zoo import CONV_ARCHS, MLP_SIZES
+def float_model(cfg: Config, data: Dataset) -> nn.Module:
+    """The float32 baseline of the configured architecture."""
+    from quant_train.zoo import CONV_ARCHS, MLP_SIZES, conv_layers
 
     if cfg.model.arch in CONV_ARCHS:
-        raise ConfigError(
-            f"model.arch = {cfg.model.arch}: qfab compress runs on MLPs so far "
-            f"(mlp, {', '.join(MLP_SIZES)}); conv nets export and check, but their "
-            "compression pipeline is not built yet"
-        )
-    return list(MLP_SIZES.get(cfg.model.arch, cfg.model.hidden))
+        if len(data.image_shape) != 3:
+            raise ConfigError(f"model.arch = {cfg.model.arch}: needs an image data set")
+        convs, hidden = conv_layers(cfg.model.arch, data.image_shape)
+        return float_cnn(data.image_shape, convs, hidden, data.classes)
+    hidden = list(MLP_SIZES.get(cfg.model.arch, cfg.model.hidden))
+    return FloatMLP(data.features, hidden, data.classes)
+
+
+def precheck_conv_steps(cfg: Config) -> None:
+    """Steps not built for conv nets yet fail before training, naming the step."""
+    for i, st in enumerate(cfg.compress.steps):
+        if st.kind in ("prune_neurons", "factorize"):
+            raise ConfigError(
+                f"compress.steps[{i}]: '{st.kind}' works on MLPs so far; for "
+                f"model.arch = {cfg.model.arch} use prune, quantize, share, encode"
+            )
 
 
 def precheck_steps(cfg: Config, features: int, hidden: list[int], classes: int) -> None:
@@ -201,14 +224,16 @@ class Pipeline:
     def run(self) -> nn.Module:
         """Baseline, then each step; returns the final model."""
         cfg, data = self.cfg, self.data
-        hidden = mlp_hidden(cfg)
-        precheck_steps(cfg, data.features, hidden, data.classes)
         seed_everything(cfg.train.seed)
-        model: nn.Module = FloatMLP(data.features, hidden, data.classes)
+        model = float_model(cfg, data)
+        if isinstance(model, FloatMLP):
+            hidden = [lin.out_features for lin in model.linears]
+            precheck_steps(cfg, data.features, hidden, data.classes)
+        else:
+            precheck_conv_steps(cfg)
+            precheck_steps(cfg, 1, [], 1)
         model = self._train(model, cfg.train.epochs, "baseline")
-        self.teacher = FloatMLP(data.features, hidden, data.classes)
-        self.teacher.load_state_dict(model.state_dict())
-        self.teacher.eval()
+        self.teacher = copy.deepcopy(model).eval()
         self._record("baseline (float32)", model)
         for step in cfg.compress.steps:
             model = self._step(step, model)
@@ -237,7 +262,7 @@ class Pipeline:
         elif step.kind == "factorize":
             from quant_train.lowrank import svd_factorize
 
-            if not isinstance(model, FloatMLP):
+            if model.quantized:
                 raise ConfigError("compress: put 'factorize' before 'quantize'")
             model = svd_factorize(model, rank=s.rank, energy=s.energy)
             model = self._train(model, s.fine_tune_epochs, "low-rank fine-tune", fine_lr)
@@ -258,7 +283,7 @@ class Pipeline:
                 model,
             )
         elif step.kind == "share":
-            if not isinstance(model, QuantMLP | QuantCNN):
+            if not model.quantized:
                 raise ConfigError(
                     "compress: put 'quantize' before 'share' (weight sharing "
                     "keeps the exact integer pipeline only on a quantized model)"
@@ -278,7 +303,7 @@ class Pipeline:
     def _encode(self, model: nn.Module, s: EncodeStep) -> None:
         from quant_train.storage import encode_layer
 
-        if not isinstance(model, QuantMLP | QuantCNN):
+        if not model.quantized:
             raise ConfigError("compress: 'encode' needs a quantized model; put 'quantize' first")
         layers = []
         for name, layer, _ in weight_layers(model):

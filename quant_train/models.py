@@ -116,6 +116,8 @@ class QuantMLP(nn.Module):
     ``act_bits = 1`` the QuantReLU becomes a bipolar sign activation.
     """
 
+    quantized = True
+
     def __init__(
         self,
         in_features: int,
@@ -195,7 +197,9 @@ class QuantCNN(nn.Module):
 
     Takes flattened NHWC images ``[N, H*W*C]`` (what the data sets and the IR use) and
     reshapes them to PyTorch's NCHW inside. ``convs`` lists ``(channels, kernel,
-    padding, pool)`` per conv layer (pool 0 = none).
+    padding, pool)`` per conv layer (pool 0 = none). With ``weight_bits=None`` every
+    layer is plain float32 (the baseline of compression; see :func:`float_cnn`), with
+    the same module names, so a float state dict loads into the quantized net.
     """
 
     def __init__(
@@ -205,12 +209,13 @@ class QuantCNN(nn.Module):
         hidden: list[int],
         classes: int,
         *,
-        weight_bits: int,
-        act_bits: int,
-        input_bits: int,
+        weight_bits: int | None,
+        act_bits: int = 8,
+        input_bits: int = 8,
         per_channel: bool = False,
     ) -> None:
         super().__init__()
+        self.quantized = weight_bits is not None
         self.quant_config = {
             "weight_bits": weight_bits,
             "act_bits": act_bits,
@@ -219,13 +224,27 @@ class QuantCNN(nn.Module):
         }
         self.shape = tuple(input_shape)
         self.conv_specs = [tuple(c) for c in convs]
-        self.input_quant = QuantIdentity(
-            act_quant=Uint8ActPerTensorFixedPointMaxInit,
-            bit_width=input_bits,
-            max_val=1.0 - 2.0**-input_bits,
-            return_quant_tensor=True,
+        self.hidden = list(hidden)
+        self.input_quant = (
+            QuantIdentity(
+                act_quant=Uint8ActPerTensorFixedPointMaxInit,
+                bit_width=input_bits,
+                max_val=1.0 - 2.0**-input_bits,
+                return_quant_tensor=True,
+            )
+            if self.quantized
+            else nn.Identity()
         )
-        wq = weight_quant_kwargs(weight_bits, per_channel)
+        wq = weight_quant_kwargs(weight_bits, per_channel) if self.quantized else None
+
+        def conv(i: int, o: int, k: int, pad: int) -> nn.Module:
+            if wq is None:
+                return nn.Conv2d(i, o, k, padding=pad, bias=False)
+            return QuantConv2d(i, o, k, padding=pad, bias=False, **wq)
+
+        def act() -> nn.Module:
+            return activation(act_bits) if self.quantized else nn.ReLU()
+
         self.convs, self.conv_norms, self.conv_acts = (
             nn.ModuleList(),
             nn.ModuleList(),
@@ -233,20 +252,20 @@ class QuantCNN(nn.Module):
         )
         h, w, c = input_shape
         for channels, kernel, padding, pool in self.conv_specs:
-            self.convs.append(QuantConv2d(c, channels, kernel, padding=padding, bias=False, **wq))
+            self.convs.append(conv(c, channels, kernel, padding))
             self.conv_norms.append(nn.BatchNorm2d(channels))
-            self.conv_acts.append(activation(act_bits))
+            self.conv_acts.append(act())
             h, w, c = h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1, channels
             if pool:
                 h, w = h // pool, w // pool
         self.linears, self.norms, self.acts = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         width = h * w * c
         for units in hidden:
-            self.linears.append(QuantLinear(width, units, bias=False, **wq))
+            self.linears.append(_linear(width, units, None, wq))
             self.norms.append(nn.BatchNorm1d(units))
-            self.acts.append(activation(act_bits))
+            self.acts.append(act())
             width = units
-        self.classifier = QuantLinear(width, classes, bias=True, bias_quant=Int32Bias, **wq)
+        self.classifier = _linear(width, classes, None, wq, bias=True)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -284,6 +303,13 @@ class QuantCNN(nn.Module):
             ),
             ("classifier", self.classifier),
         ]
+
+
+def float_cnn(
+    input_shape: tuple[int, int, int], convs: list, hidden: list[int], classes: int
+) -> QuantCNN:
+    """The float32 twin of a QuantCNN (same module names)."""
+    return QuantCNN(input_shape, convs, hidden, classes, weight_bits=None)
 
 
 class FloatMLP(nn.Module):

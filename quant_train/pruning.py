@@ -29,8 +29,10 @@ MLP = QuantMLP | FloatMLP
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every weight layer of the MLP, hidden first, classifier last (factors expanded)."""
-    return [(f"fc{i}", lin) for i, lin in enumerate(linear_modules(model))]
+    """Every weight layer: convolutions, then fully connected (factors expanded)."""
+    convs = list(getattr(model, "convs", []))
+    named = [(f"conv{i}", conv) for i, conv in enumerate(convs)]
+    return named + [(f"fc{len(convs) + i}", lin) for i, lin in enumerate(linear_modules(model))]
 
 
 def magnitude_prune(
@@ -102,6 +104,8 @@ def prune_neurons(
     """
     if not 0 <= fraction < 1:
         raise ConfigError(f"prune.fraction = {fraction} is not allowed; allowed: 0 <= f < 1")
+    if len(getattr(model, "convs", [])):
+        raise ConfigError("prune_neurons: conv nets are not supported yet (MLPs only)")
     if any(isinstance(lin, FactoredLinear) for lin in [*model.linears, model.classifier]):
         raise ConfigError(
             "prune_neurons: put it before 'factorize' (factored layers are not sliced)"
