@@ -320,6 +320,8 @@ class FloatMLP(nn.Module):
     quantized model for QAT fine-tuning.
     """
 
+    quantized = False
+
     def __init__(
         self,
         in_features: int,

@@ -1,0 +1,74 @@
+"""The compression pipeline: rows as the surveys measure them, order rules, early errors."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from qfab.config import parse_config
+from qfab.errors import ConfigError
+from quant_train.compress import Pipeline, count, survey_table
+from quant_train.models import FloatMLP
+
+
+def config(steps, hidden=(32, 16), epochs=3, arch="mlp"):
+    return parse_config({"model": {"arch": arch, "hidden": list(hidden)},
+                         "train": {"epochs": epochs}, "compress": {"steps": steps}})
+
+
+def test_rows_follow_the_steps_and_ratios_are_relative_to_baseline(digits):
+    cfg = config([{"prune": {"sparsity": 0.8, "fine_tune_epochs": 2}},
+                  {"quantize": {"weight_bits": 4, "act_bits": 4, "epochs": 2}}])
+    pipe = Pipeline(cfg, digits)
+    model = pipe.run()
+    assert model.quantized
+    table = survey_table(pipe.rows, "mlp", "digits")
+    assert [r["step"] for r in table] == ["baseline (float32)", "prune 80% (global)",
+                                          "quantize w4a4"]
+    base, pruned, quant = table
+    weights = 64 * 32 + 32 * 16 + 16 * 10
+    assert base["params"] == weights and base["bytes"] == weights * 4 and base["Cr"] == 1
+    assert pruned["params"] == pytest.approx(0.2 * weights, abs=2)
+    assert pruned["Sr"] == pytest.approx(weights / pruned["params"])
+    assert quant["bytes"] == weights * 4 // 8  # dense 4-bit
+    assert quant["Cr"] == pytest.approx(8.0)
+    assert quant["delta"] == pytest.approx(quant["acc"] - base["acc"])
+    _, nonzero, _ = count(model)
+    assert nonzero == quant["params"], "pruned zeros must survive QAT"
+
+
+def test_structured_step_shrinks_the_layers(digits):
+    cfg = config([{"prune_neurons": {"fraction": 0.5, "fine_tune_epochs": 1}}])
+    pipe = Pipeline(cfg, digits)
+    model = pipe.run()
+    assert isinstance(model, FloatMLP)
+    assert [lin.out_features for lin in model.linears] == [16, 8]
+    assert pipe.rows[-1].detail["hidden"] == [16, 8]
+
+
+@pytest.mark.parametrize(("steps", "message"), [
+    ([{"share": {}}], "'share' needs 'quantize' before it"),
+    ([{"quantize": {}}, {"factorize": {"rank": 4}}], "'factorize' must come before"),
+    ([{"factorize": {"rank": [40, None, None]}}], "rank for fc0 \\(64 -> 32\\) = 40"),
+    ([{"quantize": {}}, {"quantize": {}}], "only once"),
+])
+def test_bad_pipelines_fail_before_training(digits, steps, message):
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=message):
+        Pipeline(config(steps, epochs=200), digits).run()
+    assert time.perf_counter() - start < 5, "must fail before the 200-epoch baseline"
+
+
+def test_conv_net_pipeline_keeps_exactness(digits):
+    from quant_train.equality import compare_brevitas_to_golden
+    from quant_train.export_ir import export_model
+
+    cfg = config([{"prune": {"sparsity": 0.6, "fine_tune_epochs": 1}},
+                  {"quantize": {"weight_bits": 3, "act_bits": 3, "epochs": 1}}],
+                 arch="lenet5", epochs=1)
+    model = Pipeline(cfg, digits).run()
+    eq = compare_brevitas_to_golden(model, export_model(model), digits.x_test)
+    assert eq.mismatches == 0, eq.first_mismatch
+    with pytest.raises(ConfigError, match="'prune_neurons' works on MLPs so far"):
+        Pipeline(config([{"prune_neurons": {}}], arch="lenet5"), digits).run()
