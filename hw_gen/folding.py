@@ -47,18 +47,24 @@ def divisors(n: int) -> list[int]:
 def check_fold(fold: LayerFold) -> LayerFold:
     """Raise naming the layer and the allowed values when PE/SIMD do not divide MH/MW."""
     if fold.pe < 1 or fold.mh % fold.pe:
-        raise HardwareError(f"{fold.name}: PE = {fold.pe} must divide MH = {fold.mh}; "
-                            f"allowed: {divisors(fold.mh)}")
+        raise HardwareError(
+            f"{fold.name}: PE = {fold.pe} must divide MH = {fold.mh}; allowed: {divisors(fold.mh)}"
+        )
     if fold.simd < 1 or fold.mw % fold.simd:
-        raise HardwareError(f"{fold.name}: SIMD = {fold.simd} must divide MW = {fold.mw}; "
-                            f"allowed: {divisors(fold.mw)}")
+        raise HardwareError(
+            f"{fold.name}: SIMD = {fold.simd} must divide MW = {fold.mw}; "
+            f"allowed: {divisors(fold.mw)}"
+        )
     return fold
 
 
 def dense_layers(graph: Graph) -> list[tuple[str, int, int]]:
     """(name, MW, MH) of every Dense node, in order."""
-    return [(n.name, int(n.tensors["weight"].shape[1]), int(n.tensors["weight"].shape[0]))
-            for n in graph.nodes if n.op == "Dense"]
+    return [
+        (n.name, int(n.tensors["weight"].shape[1]), int(n.tensors["weight"].shape[0]))
+        for n in graph.nodes
+        if n.op == "Dense"
+    ]
 
 
 def explicit_fold(graph: Graph, pe: list[int], simd: list[int]) -> list[LayerFold]:
@@ -66,10 +72,14 @@ def explicit_fold(graph: Graph, pe: list[int], simd: list[int]) -> list[LayerFol
     layers = dense_layers(graph)
     for key, vals in (("pe", pe), ("simd", simd)):
         if len(vals) != len(layers):
-            raise HardwareError(f"hw.folding.{key}: {len(vals)} entries for {len(layers)} "
-                                "Dense layers; give one per layer")
-    return [check_fold(LayerFold(name, mw, mh, p, s))
-            for (name, mw, mh), p, s in zip(layers, pe, simd, strict=True)]
+            raise HardwareError(
+                f"hw.folding.{key}: {len(vals)} entries for {len(layers)} "
+                "Dense layers; give one per layer"
+            )
+    return [
+        check_fold(LayerFold(name, mw, mh, p, s))
+        for (name, mw, mh), p, s in zip(layers, pe, simd, strict=True)
+    ]
 
 
 def auto_fold(graph: Graph, target_cycles: int) -> list[LayerFold]:

@@ -117,8 +117,9 @@ def plan_layers(graph: Graph, folds: list[LayerFold]) -> list[MvauLayer]:
     supported = {"InputQuant", "Dense", "MultiThreshold", "OutputDequant"}
     for n in graph.nodes:
         if n.op not in supported:
-            raise HardwareError(f"node '{n.name}' ({n.op}): the RTL generator supports "
-                                f"{sorted(supported)} so far")
+            raise HardwareError(
+                f"node '{n.name}' ({n.op}): the RTL generator supports {sorted(supported)} so far"
+            )
     fold_of = {f.name: check_fold(f) for f in folds}
     layers: list[MvauLayer] = []
     elem = _input_element(graph.nodes[0])
@@ -151,8 +152,9 @@ def _input_element(node: Node) -> Element:
     return Element(int(node.attrs["bits"]), signed=bool(node.attrs["signed"]))
 
 
-def _layer(n: Node, mt: Node | None, fold: LayerFold, inp: Element, w: np.ndarray,
-           acc: IntRange) -> MvauLayer:
+def _layer(
+    n: Node, mt: Node | None, fold: LayerFold, inp: Element, w: np.ndarray, acc: IntRange
+) -> MvauLayer:
     wel = _weight_element(w, int(n.attrs["weight_bits"]))
     lo, hi = acc.min, acc.max
     t = None
@@ -162,14 +164,27 @@ def _layer(n: Node, mt: Node | None, fold: LayerFold, inp: Element, w: np.ndarra
         lo, hi = min(lo, int(t.min())), max(hi, int(t.max()))
         offset = 0 if mt.attrs.get("bipolar") else int(mt.attrs["offset"])
         bits = int(mt.attrs["out_bits"])
-        out = (Element(1, signed=True, bipolar=True) if mt.attrs.get("bipolar")
-               else Element(bits, signed=offset < 0))
+        out = (
+            Element(1, signed=True, bipolar=True)
+            if mt.attrs.get("bipolar")
+            else Element(bits, signed=offset < 0)
+        )
     acc_bits = max(bits_for(min(lo, -1), max(hi, 0)), inp.bits + 1, wel.bits + 1)
     if mt is None:
         out = Element(acc_bits, signed=True)
     bias = n.tensors.get("bias")
-    return MvauLayer(n.name, fold, inp, wel, acc_bits, out, t, offset, w,
-                     None if bias is None else bias.astype(np.int64))
+    return MvauLayer(
+        n.name,
+        fold,
+        inp,
+        wel,
+        acc_bits,
+        out,
+        t,
+        offset,
+        w,
+        None if bias is None else bias.astype(np.int64),
+    )
 
 
 def _hex_word(values: np.ndarray, bits: int) -> str:
@@ -188,9 +203,9 @@ def weight_rom(layer: MvauLayer) -> list[str]:
     sf_count, nf_count = f.mw // f.simd, f.mh // f.pe
     words = []
     for nf in range(nf_count):
-        rows = enc[nf * f.pe:(nf + 1) * f.pe]  # [PE, MW]
+        rows = enc[nf * f.pe : (nf + 1) * f.pe]  # [PE, MW]
         for sf in range(sf_count):
-            block = rows[:, sf * f.simd:(sf + 1) * f.simd]  # [PE, SIMD]
+            block = rows[:, sf * f.simd : (sf + 1) * f.simd]  # [PE, SIMD]
             words.append(_hex_word(block.reshape(-1), layer.weight.bits))
     return words
 
@@ -204,20 +219,29 @@ def threshold_rom(layer: MvauLayer) -> list[str]:
     mask = (1 << layer.acc_bits) - 1
     values = layer.thresholds if layer.thresholds is not None else layer.bias[:, None]
     t = values & mask
-    return [_hex_word(t[nf * f.pe:(nf + 1) * f.pe].reshape(-1), layer.acc_bits)
-            for nf in range(f.mh // f.pe)]
+    return [
+        _hex_word(t[nf * f.pe : (nf + 1) * f.pe].reshape(-1), layer.acc_bits)
+        for nf in range(f.mh // f.pe)
+    ]
 
 
 def _env() -> Environment:
-    return Environment(loader=PackageLoader("hw_gen", "templates"), undefined=StrictUndefined,
-                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return Environment(
+        loader=PackageLoader("hw_gen", "templates"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 def addr_bits(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
-def generate_rtl(graph: Graph, folds: list[LayerFold], out_dir: str | os.PathLike[str]) -> RtlDesign:
+def generate_rtl(
+    graph: Graph, folds: list[LayerFold], out_dir: str | os.PathLike[str]
+) -> RtlDesign:
     """Write the design into ``out_dir`` (replaced atomically) and describe it."""
     layers = plan_layers(graph, folds)
     out_dir = Path(out_dir)
@@ -234,28 +258,44 @@ def generate_rtl(graph: Graph, folds: list[LayerFold], out_dir: str | os.PathLik
             f = layer.fold
             rom = env.get_template("rom.v.j2")
             words = weight_rom(layer)
-            (tmp / f"{layer.name}_weights.v").write_text(rom.render(
-                module=f"{layer.name}_weights", addr_bits=addr_bits(len(words)),
-                data_bits=f.pe * f.simd * layer.weight.bits, words=words,
-                what=f"weights of {layer.name}: {f.mh}x{f.mw}, PE={f.pe}, SIMD={f.simd}, "
-                     f"{layer.weight.bits}-bit" + (" bipolar" if layer.weight.bipolar else "")))
+            (tmp / f"{layer.name}_weights.v").write_text(
+                rom.render(
+                    module=f"{layer.name}_weights",
+                    addr_bits=addr_bits(len(words)),
+                    data_bits=f.pe * f.simd * layer.weight.bits,
+                    words=words,
+                    what=f"weights of {layer.name}: {f.mh}x{f.mw}, PE={f.pe}, SIMD={f.simd}, "
+                    f"{layer.weight.bits}-bit" + (" bipolar" if layer.weight.bipolar else ""),
+                )
+            )
             sources.append(out_dir / f"{layer.name}_weights.v")
             if layer.thresholds is not None or layer.bias is not None:
                 words = threshold_rom(layer)
                 kind = "thresholds" if layer.thresholds is not None else "bias"
                 per = max(1, layer.num_t)
-                (tmp / f"{layer.name}_{kind}.v").write_text(rom.render(
-                    module=f"{layer.name}_{kind}", addr_bits=addr_bits(len(words)),
-                    data_bits=f.pe * per * layer.acc_bits, words=words,
-                    what=f"{kind} of {layer.name}: {f.mh} channels x {per}, "
-                         f"{layer.acc_bits}-bit two's complement"))
+                (tmp / f"{layer.name}_{kind}.v").write_text(
+                    rom.render(
+                        module=f"{layer.name}_{kind}",
+                        addr_bits=addr_bits(len(words)),
+                        data_bits=f.pe * per * layer.acc_bits,
+                        words=words,
+                        what=f"{kind} of {layer.name}: {f.mh} channels x {per}, "
+                        f"{layer.acc_bits}-bit two's complement",
+                    )
+                )
                 sources.append(out_dir / f"{layer.name}_{kind}.v")
         first, last = layers[0], layers[-1]
         in_width = -(-first.fold.simd * first.inp.bits // 8) * 8
         out_width = -(-last.fold.pe * last.out.bits // 8) * 8
-        (tmp / "qfab_top.v").write_text(env.get_template("top.v.j2").render(
-            layers=layers, in_width=in_width, out_width=out_width, addr_bits=addr_bits,
-            bound=cycles_per_frame_bound([la.fold for la in layers])))
+        (tmp / "qfab_top.v").write_text(
+            env.get_template("top.v.j2").render(
+                layers=layers,
+                in_width=in_width,
+                out_width=out_width,
+                addr_bits=addr_bits,
+                bound=cycles_per_frame_bound([la.fold for la in layers]),
+            )
+        )
         sources.append(out_dir / "qfab_top.v")
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -264,8 +304,18 @@ def generate_rtl(graph: Graph, folds: list[LayerFold], out_dir: str | os.PathLik
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return RtlDesign(
-        top="qfab_top", out_dir=out_dir, sources=sources, folds=[la.fold for la in layers],
-        layers=layers, in_elem=first.inp, in_elems=first.fold.simd, in_width=in_width,
-        out_elem=last.out, out_elems=last.fold.pe, out_width=out_width,
-        features_in=first.fold.mw, features_out=last.fold.mh,
-        cycles_bound=cycles_per_frame_bound([la.fold for la in layers]))
+        top="qfab_top",
+        out_dir=out_dir,
+        sources=sources,
+        folds=[la.fold for la in layers],
+        layers=layers,
+        in_elem=first.inp,
+        in_elems=first.fold.simd,
+        in_width=in_width,
+        out_elem=last.out,
+        out_elems=last.fold.pe,
+        out_width=out_width,
+        features_in=first.fold.mw,
+        features_out=last.fold.mh,
+        cycles_bound=cycles_per_frame_bound([la.fold for la in layers]),
+    )

@@ -26,13 +26,15 @@ def family_of(part: str) -> str:
     for prefix in sorted(FAMILIES, key=len, reverse=True):
         if p.startswith(prefix):
             return FAMILIES[prefix]
-    raise HardwareError(f"synth.part = {part!r} is not supported; allowed: parts starting with "
-                        f"{', '.join(sorted(FAMILIES))}")
+    raise HardwareError(
+        f"synth.part = {part!r} is not supported; allowed: parts starting with "
+        f"{', '.join(sorted(FAMILIES))}"
+    )
 
 
 def parse_stat(text: str) -> dict[str, int]:
     """Cell counts from the last ``stat`` block of a Yosys log."""
-    block = text[text.rfind("Number of cells:"):]
+    block = text[text.rfind("Number of cells:") :]
     cells: dict[str, int] = {}
     for name, n in re.findall(r"^\s+(\$?[A-Za-z_][\w$]*)\s+(\d+)\s*$", block, re.MULTILINE):
         cells[name] = cells.get(name, 0) + int(n)
@@ -46,14 +48,22 @@ def summarize(cells: dict[str, int]) -> dict[str, int]:
     ramb36 = sum(n for c, n in cells.items() if c.startswith("RAMB36"))
     ramb18 = sum(n for c, n in cells.items() if c.startswith("RAMB18"))
     dsp = sum(n for c, n in cells.items() if c.startswith("DSP48"))
-    lutram = sum(n for c, n in cells.items() if c.startswith(("RAM32", "RAM64", "RAM128",
-                                                               "RAM256", "SRL")))
-    return {"LUT": lut, "FF": ff, "BRAM36": ramb36 + (ramb18 + 1) // 2, "DSP": dsp,
-            "LUTRAM": lutram, "CARRY": cells.get("CARRY4", 0) + cells.get("CARRY8", 0)}
+    lutram = sum(
+        n for c, n in cells.items() if c.startswith(("RAM32", "RAM64", "RAM128", "RAM256", "SRL"))
+    )
+    return {
+        "LUT": lut,
+        "FF": ff,
+        "BRAM36": ramb36 + (ramb18 + 1) // 2,
+        "DSP": dsp,
+        "LUTRAM": lutram,
+        "CARRY": cells.get("CARRY4", 0) + cells.get("CARRY8", 0),
+    }
 
 
-def synth_xilinx(design: RtlDesign, part: str, workdir: str | os.PathLike[str],
-                 timeout: float = 1800) -> dict:
+def synth_xilinx(
+    design: RtlDesign, part: str, workdir: str | os.PathLike[str], timeout: float = 1800
+) -> dict:
     """Run ``yosys synth_xilinx`` on the design's top and return the resource summary."""
     family = family_of(part)
     yosys = shutil.which("yosys")
@@ -63,20 +73,29 @@ def synth_xilinx(design: RtlDesign, part: str, workdir: str | os.PathLike[str],
     workdir.mkdir(parents=True, exist_ok=True)
     script = workdir / "synth.ys"
     reads = "\n".join(f"read_verilog {Path(s).resolve()}" for s in design.sources)
-    script.write_text(f"{reads}\nsynth_xilinx -family {family} -top {design.top} -flatten\n"
-                      "stat\n")
+    script.write_text(f"{reads}\nsynth_xilinx -family {family} -top {design.top} -flatten\nstat\n")
     log = workdir / "yosys.log"
     try:
-        proc = subprocess.run([yosys, "-q", "-l", str(log), "-s", str(script)],
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [yosys, "-q", "-l", str(log), "-s", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         raise ToolError(f"yosys: no result after {timeout:.0f} s; see {log}") from None
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise ToolError(f"yosys failed (exit {proc.returncode}): {' | '.join(tail)}; see {log}")
     cells = parse_stat(log.read_text())
-    return {"tool": "yosys", "version": _version(yosys), "part": part, "family": family,
-            **summarize(cells), "cells": cells}
+    return {
+        "tool": "yosys",
+        "version": _version(yosys),
+        "part": part,
+        "family": family,
+        **summarize(cells),
+        "cells": cells,
+    }
 
 
 def _version(yosys: str) -> str:

@@ -22,12 +22,14 @@ def random_mlp_graph(
     act_bits: int = 2,
     input_bits: int = 8,
     seed: int = 0,
+    signed_acts: bool = False,
 ) -> Graph:
     """An MLP ``InputQuant -> (Dense -> MultiThreshold)* -> Dense(+bias) -> OutputDequant``.
 
     Thresholds are drawn inside the reachable accumulator range of each channel (plus a
     few at ``hi + 1``, never reached, and at ``lo``, always reached) so every output
-    level and both extremes occur.
+    level and both extremes occur. ``act_bits = 1`` gives bipolar (±1) activations;
+    ``signed_acts`` gives signed ones (offset ``-2^(b-1)``), as between factored layers.
     """
     rng = np.random.default_rng(seed)
     nodes = [
@@ -65,17 +67,13 @@ def random_mlp_graph(
         if h > 1:
             t[1, :] = acc.lo[1]  # a channel always saturated
         t.sort(axis=1)
-        nodes.append(
-            Node(
-                f"mt{i}",
-                "MultiThreshold",
-                [dense.name],
-                {"out_bits": act_bits, "offset": 0},
-                {"thresholds": t},
-            )
-        )
+        bipolar = act_bits == 1
+        offset = -(2 ** (act_bits - 1)) if signed_acts and not bipolar else 0
+        attrs = {"out_bits": act_bits, "offset": offset, **({"bipolar": True} if bipolar else {})}
+        nodes.append(Node(f"mt{i}", "MultiThreshold", [dense.name], attrs, {"thresholds": t}))
         prev, width = f"mt{i}", h
-        x = IntRange(np.zeros(h, np.int64), np.full(h, nt, np.int64))
+        lo, hi = (-1, 1) if bipolar else (offset, offset + nt)
+        x = IntRange(np.full(h, lo, np.int64), np.full(h, hi, np.int64))
     nodes.append(
         Node(
             "output",

@@ -41,10 +41,20 @@ async def stream_vectors(dut) -> None:
     seed = int(stim["seed"])
 
     cocotb.start_soon(Clock(dut.ap_clk, 10, unit="ns").start())
-    source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.ap_clk, dut.ap_rst_n,
-                             reset_active_level=False, byte_lanes=1)
-    sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.ap_clk, dut.ap_rst_n,
-                         reset_active_level=False, byte_lanes=1)
+    source = AxiStreamSource(
+        AxiStreamBus.from_prefix(dut, "s_axis"),
+        dut.ap_clk,
+        dut.ap_rst_n,
+        reset_active_level=False,
+        byte_lanes=1,
+    )
+    sink = AxiStreamSink(
+        AxiStreamBus.from_prefix(dut, "m_axis"),
+        dut.ap_clk,
+        dut.ap_rst_n,
+        reset_active_level=False,
+        byte_lanes=1,
+    )
     if backpressure:
         source.set_pause_generator(random_pauses(seed, 0.3))
         sink.set_pause_generator(random_pauses(seed + 1, 0.4))
@@ -55,6 +65,16 @@ async def stream_vectors(dut) -> None:
 
     seen: list[tuple[int, int]] = []
     expected = frames * beats_out
+    # every layer's output stream, so a mismatch can be traced to the first wrong layer
+    taps = [
+        (
+            getattr(dut, f"l{i}_out_tdata"),
+            getattr(dut, f"l{i}_out_tvalid"),
+            getattr(dut, f"l{i}_out_tready"),
+        )
+        for i in range(int(stim["layers"]))
+    ]
+    tapped: list[list[int]] = [[] for _ in taps]
 
     async def monitor() -> None:
         cycle = 0
@@ -63,10 +83,15 @@ async def stream_vectors(dut) -> None:
             cycle += 1
             if int(dut.m_axis_tvalid.value) and int(dut.m_axis_tready.value):
                 seen.append((cycle, int(dut.m_axis_tdata.value)))
+            for (data, valid, ready), store in zip(taps, tapped, strict=True):
+                if int(valid.value) and int(ready.value):
+                    store.append(int(data.value))
 
     watch = cocotb.start_soon(monitor())
     await source.send(AxiStreamFrame(beats_in))
-    budget = (frames + 4) * (bound + len(beats_in) // max(1, frames) + 64) * (8 if backpressure else 2)
+    budget = (
+        (frames + 4) * (bound + len(beats_in) // max(1, frames) + 64) * (8 if backpressure else 2)
+    )
     error = ""
     try:
         await with_timeout(watch, budget * 10, "ns")
@@ -77,7 +102,14 @@ async def stream_vectors(dut) -> None:
     if not backpressure and len(done) >= 3:
         start = len(done) // 2 if len(done) >= 6 else 1
         cpf = (done[-1] - done[start - 1]) / (len(done) - start)
-    np.savez(results_path, beats=np.array([str(d) for _, d in seen]), cycles_per_frame=cpf,
-             total_cycles=seen[-1][0] if seen else 0, error=error)
+    layer_beats = {f"layer{i}": np.array([str(v) for v in store]) for i, store in enumerate(tapped)}
+    np.savez(
+        results_path,
+        beats=np.array([str(d) for _, d in seen]),
+        cycles_per_frame=cpf,
+        total_cycles=seen[-1][0] if seen else 0,
+        error=error,
+        **layer_beats,
+    )
     while not sink.empty():
         sink.recv_nowait()

@@ -11,21 +11,45 @@ from qfab.ir import Graph
 from sim.runner import SimResult
 
 
+def _activation_of(graph: Graph, dense: str) -> str:
+    """The node whose values a layer streams out: its MultiThreshold, or itself."""
+    after = graph.consumers(dense)
+    return after[0].name if after and after[0].op == "MultiThreshold" else dense
+
+
 def compare_rtl_to_golden(graph: Graph, x_int: np.ndarray, result: SimResult) -> dict[str, Any]:
     """Vectors compared, vectors with any differing output, and the first difference.
 
     The hardware streams out the last integer node (the final accumulators with their
-    integer bias); golden computes the same node from the same input integers.
+    integer bias); golden computes the same node from the same input integers. The
+    first difference is searched layer by layer in the tapped inner streams, so it names
+    the layer where the hardware first went wrong, not just the output.
     """
     node = hardware_output(graph)
-    want = run_golden_int(graph, x_int).outputs[node.name]
+    gold = run_golden_int(graph, x_int).outputs
+    want = gold[node.name]
     got = np.asarray(result.outputs, dtype=np.int64)
-    first = first_mismatch(want, got, node.name)
+    first = None
+    for dense_name, inner in result.layers.items():
+        layer_node = _activation_of(graph, dense_name)
+        expected = gold[layer_node][: len(inner)]
+        if expected.shape == inner.shape:
+            first = first_mismatch(expected, inner, layer_node)
+            if first is not None:
+                break
+    if first is None:
+        first = first_mismatch(want, got, node.name)
     bad = int(np.any(want != got, axis=1).sum()) if want.shape == got.shape else len(want)
     return {
-        "vectors": int(len(x_int)),
+        "vectors": len(x_int),
         "mismatches": bad,
-        "first_mismatch": None if first is None else {
-            "layer": first[0], "vector": first[1], "channel": first[2],
-            "golden": first[3], "rtl": first[4]},
+        "first_mismatch": None
+        if first is None
+        else {
+            "layer": first[0],
+            "vector": first[1],
+            "channel": first[2],
+            "golden": first[3],
+            "rtl": first[4],
+        },
     }

