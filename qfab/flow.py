@@ -101,8 +101,6 @@ def run_flow(cfg: Config, out: Path, console: Console | None = None) -> dict[str
 
 def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     import torch
-    from hw_gen.folding import auto_fold, cycles_per_frame_bound, explicit_fold
-    from hw_gen.rtl_gen import generate_rtl
 
     from quant_train.datasets import load_dataset
     from quant_train.equality import compare_brevitas_to_golden
@@ -183,6 +181,40 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
             f"first: {eq1.first_mismatch}"
         )
 
+    unsupported = sorted({n.op for n in graph.nodes} - RTL_OPS)
+    if unsupported:
+        why = (
+            f"RTL generation skipped: the generator does not map {', '.join(unsupported)} "
+            "yet (IR, golden and level 1 are done)"
+        )
+        console.print(f"[yellow]![/] {why}")
+        report["hardware"] = {"skipped": why}
+        report["perf"] = {"cycles_per_frame": {"measured": None, "model": None, "ratio": None}}
+    else:
+        _hardware(cfg, graph, data, work, log, report)
+    report["seconds"] = log.seconds
+    _write_report(work, report)
+    print_summary(console, report)
+    rtl_eq = report["equality"].get("rtl_vs_golden")
+    if rtl_eq and rtl_eq["mismatches"]:
+        raise MismatchError(
+            f"RTL != golden on {rtl_eq['mismatches']}/{rtl_eq['vectors']} "
+            f"vectors; first: {rtl_eq['first_mismatch']}"
+        )
+    return report
+
+
+#: IR ops the RTL generator maps (everything else: IR + golden + level 1 only).
+RTL_OPS = {"InputQuant", "Dense", "MultiThreshold", "OutputDequant"}
+
+
+def _hardware(
+    cfg: Config, graph: Graph, data: Any, work: Path, log: StageLog, report: dict[str, Any]
+) -> None:
+    """Fold, generate RTL, simulate against golden, synthesize."""
+    from hw_gen.folding import auto_fold, cycles_per_frame_bound, explicit_fold
+    from hw_gen.rtl_gen import generate_rtl
+
     folds = (
         auto_fold(graph, cfg.hw.target_cycles)
         if cfg.hw.folding == "auto"
@@ -206,16 +238,6 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
 
         with log.stage("synth", f"Yosys synth_xilinx for {cfg.synth.part}"):
             report["resources"] = synth_xilinx(design, cfg.synth.part, work / "synth")
-    report["seconds"] = log.seconds
-    _write_report(work, report)
-    print_summary(console, report)
-    rtl_eq = report["equality"].get("rtl_vs_golden")
-    if rtl_eq and rtl_eq["mismatches"]:
-        raise MismatchError(
-            f"RTL != golden on {rtl_eq['mismatches']}/{rtl_eq['vectors']} "
-            f"vectors; first: {rtl_eq['first_mismatch']}"
-        )
-    return report
 
 
 def _simulate(
@@ -308,8 +330,10 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
             "cycles / frame",
             f"measured {cpf['measured']:.2f}   model {cpf['model']}   ratio {cpf['ratio']:.3f}",
         )
-    else:
+    elif cpf["model"] is not None:
         table.add_row("cycles / frame", f"model {cpf['model']} (not simulated)")
+    if "skipped" in report.get("hardware", {}):
+        table.add_row("hardware", report["hardware"]["skipped"])
     if "resources" in report:
         res = report["resources"]
         table.add_row(
