@@ -19,12 +19,31 @@ def test_library_and_templates_are_package_resources():
 @pytest.mark.slow
 def test_wheel_ships_verilog_templates_and_console_script(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), "."], capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            ".",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("qfab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"rtl/mvau_stream.v", "rtl/stream_dwc.v", "hw_gen/templates/top.v.j2",
-            "hw_gen/templates/rom.v.j2", "qfab/ir.py", "sim/bench_stream.py"} <= names
+    assert {
+        "rtl/mvau_stream.v",
+        "rtl/stream_dwc.v",
+        "hw_gen/templates/top.v.j2",
+        "hw_gen/templates/rom.v.j2",
+        "qfab/ir.py",
+        "sim/bench_stream.py",
+    } <= names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "qfab = qfab.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()

@@ -19,7 +19,8 @@ def test_run_writes_ir_rtl_report_and_all_equalities_hold(tmp_path, capsys):
         "train: {epochs: 3}\n"
         "hw: {folding: {pe: [4, 13, 2], simd: [8, 2, 13]}}\n"
         "sim: {simulator: icarus, vectors: 30}\n"
-        "synth: {part: xc7z020}\n")
+        "synth: {part: xc7z020}\n"
+    )
     out = tmp_path / "out"
     assert main(["run", str(cfg), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -28,7 +29,11 @@ def test_run_writes_ir_rtl_report_and_all_equalities_hold(tmp_path, capsys):
     assert report["equality"]["brevitas_vs_golden"]["mismatches"] == 0
     assert report["equality"]["brevitas_vs_golden"]["vectors"] == 360
     assert report["equality"]["rtl_vs_golden"] == {
-        "simulator": "icarus", "vectors": 30, "mismatches": 0, "first_mismatch": None}
+        "simulator": "icarus",
+        "vectors": 30,
+        "mismatches": 0,
+        "first_mismatch": None,
+    }
     cpf = report["perf"]["cycles_per_frame"]
     assert cpf["model"] == 48 and cpf["measured"] == pytest.approx(48, rel=0.05)
     assert report["resources"]["LUT"] > 0 and report["resources"]["tool"] == "yosys"
