@@ -35,17 +35,11 @@ PUBLISHED_LENET300 = {
 
 # prune (iterative) -> quantize -> share -> encode, as Deep Compression's three stages
 STEPS = [
-    {
-        "prune": {
-            "sparsity": 0.92,
-            "schedule": [0.5, 0.75, 0.88, 0.92],
-            "scope": "global",
-            "fine_tune_epochs": 4,
-        }
-    },
+    {"prune": {"sparsity": 0.93, "schedule": [0.5, 0.75, 0.88, 0.93], "scope": "global",
+               "fine_tune_epochs": 4}},
     {"quantize": {"weight_bits": 5, "act_bits": 4, "epochs": 6}},
     {"share": {"clusters": 16, "fine_tune_epochs": 3}},
-    {"encode": {"index_bits": 4, "huffman": True}},
+    {"encode": {"index_bits": 5, "huffman": True}},  # 5-bit indices in FC layers, as DC
 ]
 
 

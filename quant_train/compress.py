@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
 
 from qfab.config import CompressStep, Config, EncodeStep
@@ -91,7 +92,8 @@ def keep_zeros(model: nn.Module) -> Iterator[nn.Module]:
     masked = []
     for layer in layers:
         mask = layer.weight.detach() != 0
-        if not bool(mask.all()) and not torch_prune.is_pruned(layer):
+        shared = parametrize.is_parametrized(layer, "weight")  # codebook keeps zeros itself
+        if not bool(mask.all()) and not torch_prune.is_pruned(layer) and not shared:
             torch_prune.custom_from_mask(layer, "weight", mask)
             masked.append(layer)
     try:

@@ -92,3 +92,43 @@ def test_conv_net_pipeline_keeps_exactness(digits):
     assert eq.mismatches == 0, eq.first_mismatch
     with pytest.raises(ConfigError, match="'prune_neurons' works on MLPs so far"):
         Pipeline(config([{"prune_neurons": {}}], arch="lenet5"), digits).run()
+
+
+@pytest.mark.slow
+def test_deep_compression_reaches_40x_on_digits_within_1_5_points(digits):
+    """Acceptance: >= 40x storage vs float32 with at most 1.5 points accuracy loss."""
+    from qfab.config import load_config
+    from quant_train.equality import compare_brevitas_to_golden
+    from quant_train.export_ir import export_model
+
+    cfg = load_config("examples/digits_deep_compression.yaml")
+    pipe = Pipeline(cfg, digits)
+    model = pipe.run()
+    last = survey_table(pipe.rows, "lenet300", "digits")[-1]
+    assert last["storage"] == "encoded bytes"
+    assert last["Cr"] >= 40, last
+    assert last["delta"] >= -0.015, last
+    eq = compare_brevitas_to_golden(model, export_model(model), digits.x_test)
+    assert eq.mismatches == 0, eq.first_mismatch
+
+
+@pytest.mark.slow
+def test_binary_mlp_reaches_90_percent_on_digits(digits):
+    """Acceptance: a w1a1 (bipolar weights and activations) MLP reaches >= 90%."""
+    from quant_train.equality import compare_brevitas_to_golden
+    from quant_train.export_ir import export_model
+    from quant_train.models import QuantMLP
+    from quant_train.train import (
+        TrainSettings,
+        accuracy,
+        predict,
+        seed_everything,
+        train_classifier,
+    )
+
+    seed_everything(0)
+    model = QuantMLP(64, [64, 64], 10, weight_bits=1, act_bits=1, input_bits=8)
+    train_classifier(model, digits.x_train, digits.y_train, TrainSettings(epochs=40))
+    assert accuracy(predict(model, digits.x_test), digits.y_test) >= 0.90
+    eq = compare_brevitas_to_golden(model, export_model(model), digits.x_test)
+    assert eq.mismatches == 0, eq.first_mismatch
