@@ -74,3 +74,28 @@ def test_factored_quantized_model_exports_exactly(float_mlp, digits):
     assert graph.node("mt0").attrs["offset"] == -8 and graph.node("mt1").attrs["offset"] == 0
     eq = compare_brevitas_to_golden(q, graph, np.concatenate([digits.x_test, digits.x_train]))
     assert eq.mismatches == 0, eq.first_mismatch
+
+
+@pytest.mark.slow
+def test_svd_acceptance_3x_fewer_params_within_1_point(digits):
+    """SVD at rank <= 1/4 of the narrower side, 4-bit: >= 3x fewer parameters than the
+    unfactored 4-bit model, <= 1 point accuracy loss, golden == Brevitas."""
+    from qfab.config import load_config, parse_config
+    from quant_train.compress import Pipeline, count
+
+    cfg = load_config("examples/digits_svd.yaml")
+    (rank_step,) = [s for s in cfg.compress.steps if s.kind == "factorize"]
+    for (n, m), r in zip([(64, 300), (300, 100)], rank_step.factorize.rank, strict=False):
+        assert r <= min(n, m) / 4
+    factored = Pipeline(cfg, digits)
+    model = factored.run()
+    plain_cfg = parse_config({"model": {"arch": "lenet300"}, "train": {"epochs": 40},
+                              "compress": {"steps": [{"quantize": {"weight_bits": 4,
+                                                                   "act_bits": 4,
+                                                                   "epochs": 10}}]}})
+    plain = Pipeline(plain_cfg, digits)
+    plain_model = plain.run()
+    assert count(plain_model)[0] / count(model)[0] >= 3
+    assert factored.rows[-1].accuracy >= plain.rows[-1].accuracy - 0.01
+    eq = compare_brevitas_to_golden(model, export_model(model), digits.x_test)
+    assert eq.mismatches == 0, eq.first_mismatch
