@@ -154,7 +154,7 @@ def float_model(cfg: Config, data: Dataset) -> nn.Module:
 def precheck_conv_steps(cfg: Config) -> None:
     """Steps not built for conv nets yet fail before training, naming the step."""
     for i, st in enumerate(cfg.compress.steps):
-        if st.kind in ("prune_neurons", "factorize"):
+        if st.kind == "factorize":
             raise ConfigError(
                 f"compress.steps[{i}]: '{st.kind}' works on MLPs so far; for "
                 f"model.arch = {cfg.model.arch} use prune, quantize, share, encode"

@@ -14,6 +14,7 @@ IR and the generated hardware shrink, not just fill with zeros.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Literal
 
@@ -23,7 +24,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from qfab.errors import ConfigError
-from quant_train.models import FactoredLinear, FloatMLP, QuantMLP, linear_modules
+from quant_train.models import FactoredLinear, FloatMLP, QuantCNN, QuantMLP, linear_modules
 
 MLP = QuantMLP | FloatMLP
 
@@ -78,34 +79,47 @@ def sparsity(model: MLP) -> dict[str, float]:
     return {name: float((m.weight == 0).float().mean()) for name, m in prunable_layers(model)}
 
 
+def _weight_layers_in_order(model: nn.Module) -> list[nn.Module]:
+    """Convolutions, hidden linears, classifier: every layer whose outputs can be pruned
+    (all but the classifier) is followed by the layer that consumes them."""
+    return [*getattr(model, "convs", []), *model.linears, model.classifier]
+
+
 def neuron_scores(model: MLP, criterion: Literal["filter", "channel"]) -> list[np.ndarray]:
-    """L1 importance of each hidden neuron, one array per hidden layer."""
+    """L1 importance of each output (neuron or conv filter) of every prunable layer.
+
+    ``filter`` (Li et al.): the L1 norm of the output's own weights. ``channel``: the
+    L1 norm of what the next layer reads from it (for the last conv, all the flattened
+    columns of that channel).
+    """
+    if criterion not in ("filter", "channel"):
+        raise ConfigError(f"prune.criterion = {criterion!r}; allowed: 'filter', 'channel'")
+    layers = _weight_layers_in_order(model)
+    convs = len(getattr(model, "convs", []))
     scores = []
-    consumers = [*model.linears[1:], model.classifier]
-    for lin, nxt in zip(model.linears, consumers, strict=True):
+    for i, (layer, nxt) in enumerate(itertools.pairwise(layers)):
+        w = layer.weight.detach().abs()
         if criterion == "filter":
-            w = lin.weight.detach().abs().sum(dim=1)
-        elif criterion == "channel":
-            w = nxt.weight.detach().abs().sum(dim=0)
-        else:
-            raise ConfigError(f"prune.criterion = {criterion!r}; allowed: 'filter', 'channel'")
-        scores.append(w.numpy())
+            scores.append(w.reshape(len(w), -1).sum(dim=1).numpy())
+            continue
+        v = nxt.weight.detach().abs()
+        if i == convs - 1:  # last conv feeds the flatten: channel c owns a block of columns
+            v = v.reshape(len(v), w.shape[0], -1).sum(dim=2)
+        scores.append(v.transpose(0, 1).reshape(w.shape[0], -1).sum(dim=1).numpy())
     return scores
 
 
 def prune_neurons(
     model: MLP, fraction: float, criterion: Literal["filter", "channel"] = "filter"
 ) -> MLP:
-    """A narrower model of the same class without each hidden layer's ``fraction`` weakest neurons.
+    """A narrower model without each layer's ``fraction`` weakest neurons / conv filters.
 
     Every tensor is sliced from the old model (weights, batch-norm statistics and
     affine parameters), so the pruned network computes exactly what the old one computed
-    with those neurons' outputs forced to zero; quantizer scales are copied unchanged.
+    with those outputs forced to zero; quantizer scales are copied unchanged.
     """
     if not 0 <= fraction < 1:
         raise ConfigError(f"prune.fraction = {fraction} is not allowed; allowed: 0 <= f < 1")
-    if len(getattr(model, "convs", [])):
-        raise ConfigError("prune_neurons: conv nets are not supported yet (MLPs only)")
     if any(isinstance(lin, FactoredLinear) for lin in [*model.linears, model.classifier]):
         raise ConfigError(
             "prune_neurons: put it before 'factorize' (factored layers are not sliced)"
@@ -120,17 +134,39 @@ def prune_neurons(
 def _rebuild(model: MLP, keep: list[np.ndarray]) -> MLP:
     make_pruning_permanent(model)
     old = model.state_dict()
-    hidden = [len(k) for k in keep]
-    args = (model.linears[0].in_features, hidden, model.classifier.out_features)
-    new = QuantMLP(*args, **model.quant_config) if isinstance(model, QuantMLP) else FloatMLP(*args)
+    convs = len(getattr(model, "convs", []))
+    conv_keep, fc_keep = keep[:convs], keep[convs:]
+    hidden = [len(k) for k in fc_keep]
+    if isinstance(model, QuantCNN):
+        specs = [(len(k), *spec[1:]) for k, spec in zip(conv_keep, model.conv_specs, strict=True)]
+        new: nn.Module = QuantCNN(
+            model.input_shape, specs, hidden, model.classifier.out_features, **model.quant_config
+        )
+        names = [f"convs.{i}" for i in range(convs)] + [f"linears.{i}" for i in range(len(hidden))]
+        norms = [f"conv_norms.{i}" for i in range(convs)] + [
+            f"norms.{i}" for i in range(len(hidden))
+        ]
+    else:
+        args = (model.linears[0].in_features, hidden, model.classifier.out_features)
+        new = (
+            QuantMLP(*args, **model.quant_config)
+            if isinstance(model, QuantMLP)
+            else FloatMLP(*args)
+        )
+        names = [f"linears.{i}" for i in range(len(hidden))]
+        norms = [f"norms.{i}" for i in range(len(hidden))]
+    consumers = [*names[1:], "classifier"]
     rows: dict[str, torch.Tensor] = {}
     cols: dict[str, torch.Tensor] = {}
     for i, k in enumerate(keep):
         idx = torch.from_numpy(k)
-        rows[f"linears.{i}.weight"] = idx
+        rows[f"{names[i]}.weight"] = idx
         for p in ("weight", "bias", "running_mean", "running_var"):
-            rows[f"norms.{i}.{p}"] = idx
-        cols[f"linears.{i + 1}.weight" if i + 1 < len(keep) else "classifier.weight"] = idx
+            rows[f"{norms[i]}.{p}"] = idx
+        if i == convs - 1:  # flatten (NCHW): channel c owns columns c*HW .. c*HW + HW - 1
+            pixels = old[f"{consumers[i]}.weight"].shape[1] // len(keep_all_channels(model, i))
+            idx = (idx[:, None] * pixels + torch.arange(pixels)[None, :]).reshape(-1)
+        cols[f"{consumers[i]}.weight"] = idx
     state = {}
     for key, value in old.items():
         if key in rows:
@@ -140,6 +176,11 @@ def _rebuild(model: MLP, keep: list[np.ndarray]) -> MLP:
         state[key] = value
     new.load_state_dict(state)
     return new.train(model.training)
+
+
+def keep_all_channels(model: nn.Module, conv_index: int) -> range:
+    """All output channels of conv layer ``conv_index`` (before pruning)."""
+    return range(model.convs[conv_index].out_channels)
 
 
 def iterative_prune(

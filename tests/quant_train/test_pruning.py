@@ -112,3 +112,27 @@ def test_bad_amounts_are_refused(digits):
         magnitude_prune(model, 0.5, "block")
     with pytest.raises(ConfigError, match="prune.fraction"):
         prune_neurons(model, -0.1)
+
+
+def test_conv_filter_pruning_equals_silencing_those_filters(digits):
+    """Pruned CNN == the original with the removed filters silenced (float, exact slices)."""
+    import torch
+
+    from quant_train.models import float_cnn
+
+    seed_everything(0)
+    model = float_cnn((8, 8, 1), [(8, 3, 1, 2), (6, 3, 1, 2)], [12], 10)
+    train_classifier(model, digits.x_train, digits.y_train, TrainSettings(epochs=1))
+    small = prune_neurons(model, 0.5, "channel").eval()
+    assert [c.out_channels for c in small.convs] == [4, 3] and small.linears[0].out_features == 6
+    kept = [
+        np.sort(np.argsort(-s, kind="stable")[: n])
+        for s, n in zip(neuron_scores(model, "channel"), [4, 3, 6], strict=True)
+    ]
+    with torch.no_grad():  # silence every removed output: BN gives -inf-ish, ReLU gives 0
+        for norm, keep in zip([*model.conv_norms, *model.norms], kept, strict=True):
+            drop = np.setdiff1d(np.arange(len(norm.weight)), keep)
+            norm.weight[drop] = 0
+            norm.bias[drop] = -1e3
+    np.testing.assert_allclose(predict(small, digits.x_test), predict(model, digits.x_test),
+                               rtol=1e-4, atol=1e-4)
