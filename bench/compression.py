@@ -1,4 +1,4 @@
-"""Compression benchmark: the survey table for the zoo's MLPs on digits, and LeNet-300-100
+"""Compression benchmark: the survey table for the model zoo on digits, and LeNet-300-100
 on MNIST beside Deep Compression's published row when ``../shared/data/mnist`` exists.
 
 Run: ``.venv/bin/python bench/compression.py [--quick] [--mnist-dir DIR]``
@@ -115,10 +115,9 @@ def main() -> None:
     console = Console(width=160)
     scale = 0.3 if args.quick else 1.0
     digits = load_dataset("digits")
-    tables = [
-        run("tfc (3x64)", "tfc", digits, 40, STEPS, scale_epochs=scale),
-        run("lenet300 (300-100)", "lenet300", digits, 40, STEPS, scale_epochs=scale),
-    ]
+    zoo = (("tfc (3x64)", "tfc"), ("lenet300 (300-100)", "lenet300"), ("lenet5", "lenet5"),
+           ("cnv (small)", "cnv"))
+    tables = [run(name, arch, digits, 40, STEPS, scale_epochs=scale) for name, arch in zoo]
     mnist = Path(args.mnist_dir)
     has_mnist = (mnist / "train-images-idx3-ubyte.gz").exists()
     if has_mnist:
