@@ -28,7 +28,7 @@ COLUMNS = [
     ("params_ratio", "params ×"),
     ("bytes", "bytes"),
     ("Cr", "Cr"),
-    ("MACs", "MACs"),
+    ("MACs", "FLOPs (MACs)"),
     ("Sr", "Sr"),
 ]
 
