@@ -116,7 +116,6 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     from quant_train.zoo import CONV_ARCHS, build_model
 
     log = StageLog(console)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     with log.stage("data", f"data set '{cfg.dataset_name}'"):
         data = load_dataset(cfg.dataset_name, cfg.dataset_path)
     is_mlp = cfg.model.arch not in CONV_ARCHS
