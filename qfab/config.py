@@ -139,10 +139,11 @@ class ShareStep(Section):
 
 
 class FactorizeStep(Section):
-    """Low-rank factorization: truncated SVD of fully connected layers (rank or energy)."""
+    """Low-rank factorization: SVD of fully connected layers (rank or energy), or Tucker-2 /
+    CP / spatial separation of conv layers (rank per conv layer; Tucker takes [r_in, r_out])."""
 
-    method: Literal["svd"] = "svd"
-    rank: PositiveInt | list[PositiveInt | None] | None = None
+    method: Literal["svd", "tucker", "cp", "spatial"] = "svd"
+    rank: PositiveInt | list[PositiveInt | list[PositiveInt] | None] | None = None
     energy: float | None = Field(None, gt=0, le=1)
     fine_tune_epochs: int = Field(5, ge=0, le=10_000)
 

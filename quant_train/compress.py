@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
@@ -48,19 +49,34 @@ class Row:
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
-    """(name, layer, output pixels) of every weight layer: MACs = non-zeros * pixels."""
-    out = []
-    pixels = 1
-    if isinstance(model, QuantCNN):
-        h, w, _ = model.input_shape
-        for i, (conv, spec) in enumerate(zip(model.convs, model.conv_specs, strict=True)):
-            _, k, pad, pool = spec
-            h, w = h + 2 * pad - k + 1, w + 2 * pad - k + 1
-            out.append((f"conv{i}", conv, h * w))
-            if pool:
-                h, w = h // pool, w // pool
-    offset = len(out)
-    out += [(f"fc{offset + i}", lin, pixels) for i, lin in enumerate(linear_modules(model))]
+    """(name, layer, output pixels) of every weight layer: MACs = non-zeros * pixels.
+
+    Pixels are measured with a forward pass (hooks on every conv), so factored,
+    depthwise and non-square convolutions are counted as they really run.
+    """
+    from quant_train.models import FactoredConv
+
+    convs: list[nn.Module] = []
+    for conv in getattr(model, "convs", []):
+        convs += list(conv.stages) if isinstance(conv, FactoredConv) else [conv]
+    pixels: dict[int, int] = {}
+    if convs:
+        hooks = [
+            c.register_forward_hook(
+                lambda m, a, out, i=i: pixels.__setitem__(i, int(out.shape[-1] * out.shape[-2]))
+            )
+            for i, c in enumerate(convs)
+        ]
+        was_training = model.training
+        try:
+            with torch.no_grad():
+                model.eval()(torch.zeros(1, int(np.prod(model.input_shape))))
+        finally:
+            model.train(was_training)
+            for h in hooks:
+                h.remove()
+    out = [(f"conv{i}", conv, pixels[i]) for i, conv in enumerate(convs)]
+    out += [(f"fc{len(out) + i}", lin, 1) for i, lin in enumerate(linear_modules(model))]
     return out
 
 
@@ -122,6 +138,7 @@ def float_to_quant(model: nn.Module, settings: Any) -> nn.Module:
             model.conv_specs,
             model.hidden,
             model.classifier.out_features,
+            factors=model.factors,
             **quant,
         )
     else:
@@ -151,14 +168,21 @@ def float_model(cfg: Config, data: Dataset) -> nn.Module:
     return FloatMLP(data.features, hidden, data.classes)
 
 
-def precheck_conv_steps(cfg: Config) -> None:
-    """Steps not built for conv nets yet fail before training, naming the step."""
+def precheck_conv_steps(cfg: Config, model: QuantCNN) -> None:
+    """Conv-net checks that need no training: factorization method and ranks."""
+    from quant_train.lowrank import conv_ranks
+
     for i, st in enumerate(cfg.compress.steps):
-        if st.kind == "factorize":
+        if st.kind != "factorize":
+            continue
+        if st.factorize.method == "svd":
             raise ConfigError(
-                f"compress.steps[{i}]: '{st.kind}' works on MLPs so far; for "
-                f"model.arch = {cfg.model.arch} use prune, quantize, share, encode"
+                f"compress.steps[{i}]: factorize.method 'svd' is for MLPs; for "
+                f"model.arch = {cfg.model.arch} use tucker, cp or spatial"
             )
+        if st.factorize.rank is None:
+            raise ConfigError(f"compress.steps[{i}]: {st.factorize.method} needs 'rank'")
+        conv_ranks(st.factorize.method, st.factorize.rank, model.conv_specs, model.input_shape[2])
 
 
 def precheck_steps(cfg: Config, features: int, hidden: list[int], classes: int) -> None:
@@ -169,7 +193,11 @@ def precheck_steps(cfg: Config, features: int, hidden: list[int], classes: int) 
     dims = list(itertools.pairwise(sizes))
     kinds = [st.kind for st in cfg.compress.steps]
     for i, st in enumerate(cfg.compress.steps):
-        if st.kind == "factorize" and st.factorize.rank is not None:
+        if (
+            st.kind == "factorize"
+            and st.factorize.method == "svd"
+            and st.factorize.rank is not None
+        ):
             r = st.factorize.rank
             if not any(k == "prune_neurons" for k in kinds[:i]):  # widths known up front
                 check_ranks(dims, [min(r, n, m) for n, m in dims] if isinstance(r, int) else r)
@@ -232,7 +260,7 @@ class Pipeline:
             hidden = [lin.out_features for lin in model.linears]
             precheck_steps(cfg, data.features, hidden, data.classes)
         else:
-            precheck_conv_steps(cfg)
+            precheck_conv_steps(cfg, model)
             precheck_steps(cfg, 1, [], 1)
         model = self._train(model, cfg.train.epochs, "baseline")
         self.teacher = copy.deepcopy(model).eval()
@@ -262,14 +290,22 @@ class Pipeline:
                 hidden=[lin.out_features for lin in model.linears],
             )
         elif step.kind == "factorize":
-            from quant_train.lowrank import svd_factorize
+            from quant_train.lowrank import conv_factorize, svd_factorize
 
             if model.quantized:
                 raise ConfigError("compress: put 'factorize' before 'quantize'")
-            model = svd_factorize(model, rank=s.rank, energy=s.energy)
+            if s.method == "svd":
+                model = svd_factorize(model, rank=s.rank, energy=s.energy)
+            else:
+                model = conv_factorize(model, s.method, s.rank, seed=self.cfg.train.seed)
             model = self._train(model, s.fine_tune_epochs, "low-rank fine-tune", fine_lr)
             what = f"rank {s.rank}" if s.rank is not None else f"energy {s.energy:.0%}"
-            self._record(f"factorize SVD {what}", model, ranks=model.ranks)
+            self._record(
+                f"factorize {s.method} {what}",
+                model,
+                ranks=getattr(model, "ranks", None),
+                factors=getattr(model, "factors", None),
+            )
         elif step.kind == "quantize":
             model = float_to_quant(model, s)
             loss = (

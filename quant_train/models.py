@@ -11,6 +11,8 @@ replaces it) and the output layer's bias is quantized onto the accumulator's sca
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
 from brevitas.quant import (
@@ -186,6 +188,55 @@ class QuantMLP(nn.Module):
         )
 
 
+def factored_conv_stages(factor: tuple, c_in: int, c_out: int, k: int, pad: int) -> list[tuple]:
+    """(in, out, kernel, padding, groups) of each stage of a factored k x k convolution.
+
+    ``("tucker", r_in, r_out)``: 1x1 -> k x k core -> 1x1 (Tucker-2, Kim et al.).
+    ``("cp", r)``: 1x1 -> depthwise k x 1 -> depthwise 1 x k -> 1x1 (CP, Lebedev et al.).
+    ``("spatial", r)``: k x 1 -> 1 x k (Jaderberg et al.).
+    """
+    kind = factor[0]
+    if kind == "tucker":
+        r_in, r_out = factor[1], factor[2]
+        return [(c_in, r_in, 1, 0, 1), (r_in, r_out, k, pad, 1), (r_out, c_out, 1, 0, 1)]
+    if kind == "cp":
+        r = factor[1]
+        return [
+            (c_in, r, 1, 0, 1),
+            (r, r, (k, 1), (pad, 0), r),
+            (r, r, (1, k), (0, pad), r),
+            (r, c_out, 1, 0, 1),
+        ]
+    if kind == "spatial":
+        r = factor[1]
+        return [(c_in, r, (k, 1), (pad, 0), 1), (r, c_out, (1, k), (0, pad), 1)]
+    raise ValueError(f"unknown conv factorization {kind!r}")
+
+
+class FactoredConv(nn.Module):
+    """A convolution replaced by a chain of smaller ones (requantized in between)."""
+
+    def __init__(self, stages: list[nn.Module], requants: list[nn.Module | None]) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.requants = nn.ModuleList([r for r in requants if r is not None])
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.stages[-1].out_channels)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.stages[0].in_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i < len(self.requants):
+                x = self.requants[i](x)
+        return x
+
+
 def _dense_steps(lin: nn.Module, bn: nn.Module, act: nn.Module) -> list[PlanStep]:
     if isinstance(lin, FactoredLinear):
         return [("dense", lin.first, None, lin.requant), ("dense", lin.second, bn, act)]
@@ -213,9 +264,11 @@ class QuantCNN(nn.Module):
         act_bits: int = 8,
         input_bits: int = 8,
         per_channel: bool = False,
+        factors: list[tuple | None] | None = None,
     ) -> None:
         super().__init__()
         self.quantized = weight_bits is not None
+        self.factors = list(factors) if factors else [None] * len(convs)
         self.quant_config = {
             "weight_bits": weight_bits,
             "act_bits": act_bits,
@@ -237,10 +290,13 @@ class QuantCNN(nn.Module):
         )
         wq = weight_quant_kwargs(weight_bits, per_channel) if self.quantized else None
 
-        def conv(i: int, o: int, k: int, pad: int) -> nn.Module:
+        def conv(i: int, o: int, k: Any, pad: Any, groups: int = 1) -> nn.Module:
             if wq is None:
-                return nn.Conv2d(i, o, k, padding=pad, bias=False)
-            return QuantConv2d(i, o, k, padding=pad, bias=False, **wq)
+                return nn.Conv2d(i, o, k, padding=pad, bias=False, groups=groups)
+            return QuantConv2d(i, o, k, padding=pad, bias=False, groups=groups, **wq)
+
+        def requant() -> nn.Module | None:
+            return requantizer(max(act_bits, 4)) if self.quantized else None
 
         def act() -> nn.Module:
             return activation(act_bits) if self.quantized else nn.ReLU()
@@ -251,8 +307,16 @@ class QuantCNN(nn.Module):
             nn.ModuleList(),
         )
         h, w, c = input_shape
-        for channels, kernel, padding, pool in self.conv_specs:
-            self.convs.append(conv(c, channels, kernel, padding))
+        for (channels, kernel, padding, pool), factor in zip(
+            self.conv_specs, self.factors, strict=True
+        ):
+            if factor is None:
+                self.convs.append(conv(c, channels, kernel, padding))
+            else:
+                stages = factored_conv_stages(factor, c, channels, kernel, padding)
+                self.convs.append(
+                    FactoredConv([conv(*st) for st in stages], [requant() for _ in stages[1:]])
+                )
             self.conv_norms.append(nn.BatchNorm2d(channels))
             self.conv_acts.append(act())
             h, w, c = h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1, channels
@@ -287,14 +351,22 @@ class QuantCNN(nn.Module):
         return out.value if hasattr(out, "value") else out
 
     def export_plan(self) -> list[PlanStep]:
-        """``("conv", conv, norm, act, pool)``*, ``("flatten",)``, MLP steps."""
+        """``("conv", conv, norm, act, pool)``*, ``("flatten",)``, MLP steps.
+
+        A factored convolution emits one conv step per stage; the stages before the last
+        end in their signed requantizer instead of batch norm and activation.
+        """
+        convs: list[PlanStep] = []
+        for conv, bn, act, spec in zip(
+            self.convs, self.conv_norms, self.conv_acts, self.conv_specs, strict=True
+        ):
+            if isinstance(conv, FactoredConv):
+                for stage, req in zip(conv.stages[:-1], conv.requants, strict=True):
+                    convs.append(("conv", stage, None, req, 0))
+                conv = conv.stages[-1]
+            convs.append(("conv", conv, bn, act, spec[3]))
         return [
-            *(
-                ("conv", conv, bn, act, spec[3])
-                for conv, bn, act, spec in zip(
-                    self.convs, self.conv_norms, self.conv_acts, self.conv_specs, strict=True
-                )
-            ),
+            *convs,
             ("flatten",),
             *(
                 st
@@ -306,10 +378,14 @@ class QuantCNN(nn.Module):
 
 
 def float_cnn(
-    input_shape: tuple[int, int, int], convs: list, hidden: list[int], classes: int
+    input_shape: tuple[int, int, int],
+    convs: list,
+    hidden: list[int],
+    classes: int,
+    factors: list | None = None,
 ) -> QuantCNN:
     """The float32 twin of a QuantCNN (same module names)."""
-    return QuantCNN(input_shape, convs, hidden, classes, weight_bits=None)
+    return QuantCNN(input_shape, convs, hidden, classes, weight_bits=None, factors=factors)
 
 
 class FloatMLP(nn.Module):
