@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -90,6 +91,12 @@ def count(model: nn.Module) -> tuple[int, int, int]:
         nonzero += nz
         macs += nz * pixels
     return total, nonzero, macs
+
+
+def conv_macs(model: nn.Module) -> int:
+    """MACs of the convolution layers alone (what conv factorization reduces)."""
+    return sum(int((layer.weight != 0).sum()) * pixels
+               for name, layer, pixels in weight_layers(model) if name.startswith("conv"))
 
 
 def dense_bytes(model: nn.Module) -> tuple[int, str]:
@@ -294,10 +301,13 @@ class Pipeline:
 
             if model.quantized:
                 raise ConfigError("compress: put 'factorize' before 'quantize'")
+            start = time.perf_counter()
             if s.method == "svd":
                 model = svd_factorize(model, rank=s.rank, energy=s.energy)
             else:
                 model = conv_factorize(model, s.method, s.rank, seed=self.cfg.train.seed)
+            seconds = time.perf_counter() - start
+            before = accuracy(predict(model, self.data.x_test), self.data.y_test)
             model = self._train(model, s.fine_tune_epochs, "low-rank fine-tune", fine_lr)
             what = f"rank {s.rank}" if s.rank is not None else f"energy {s.energy:.0%}"
             self._record(
@@ -305,6 +315,9 @@ class Pipeline:
                 model,
                 ranks=getattr(model, "ranks", None),
                 factors=getattr(model, "factors", None),
+                factorize_seconds=round(seconds, 3),
+                accuracy_before_fine_tune=before,
+                conv_macs=conv_macs(model),
             )
         elif step.kind == "quantize":
             model = float_to_quant(model, s)
