@@ -54,3 +54,39 @@ def test_conv_arch_runs_without_rtl_and_says_why(tmp_path, capsys):
     assert report["equality"]["brevitas_vs_golden"]["mismatches"] == 0
     assert "Conv2d" in report["hardware"]["skipped"]
     assert "rtl_vs_golden" not in report["equality"]
+
+
+def test_compress_command_writes_table_json_and_exact_ir(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model: {hidden: [24, 16]}\n"
+        "train: {epochs: 3}\n"
+        "compress:\n"
+        "  steps:\n"
+        "    - prune: {sparsity: 0.7, fine_tune_epochs: 1}\n"
+        "    - quantize: {weight_bits: 4, act_bits: 3, epochs: 2}\n"
+        "    - share: {clusters: 8, fine_tune_epochs: 1}\n"
+        "    - encode: {index_bits: 4, huffman: true}\n")
+    out = tmp_path / "out"
+    assert main(["compress", str(cfg), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Brevitas == golden: 0 mismatches / 360 vectors" in printed
+    report = json.loads((out / "compression.json").read_text())
+    steps = [r["step"] for r in report["table"]]
+    assert steps[0] == "baseline (float32)" and steps[-1].startswith("encode")
+    last = report["table"][-1]
+    assert last["storage"] == "encoded bytes" and last["Cr"] > 8
+    layers = report["rows"][-1]["detail"]["layers"]
+    assert sum(layer["total_bytes"] for layer in layers) == last["bytes"]
+    md = (out / "compression.md").read_text()
+    assert "| step | accuracy | Δ acc | #params |" in md and "Cr" in md and "Sr" in md
+    graph = Graph.load(out / "model.qfab.npz")
+    assert all("codebook" in n.tensors for n in graph.nodes if n.op == "Dense")
+
+
+def test_compress_refuses_share_before_quantize_and_leaves_nothing(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train: {epochs: 1}\ncompress: {steps: [{share: {}}]}\n")
+    assert main(["compress", str(cfg), "--out", str(tmp_path / "out")]) == 2
+    assert "'share' needs 'quantize' before it" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]

@@ -90,8 +90,11 @@ def test_conv_net_pipeline_keeps_exactness(digits):
     model = Pipeline(cfg, digits).run()
     eq = compare_brevitas_to_golden(model, export_model(model), digits.x_test)
     assert eq.mismatches == 0, eq.first_mismatch
-    with pytest.raises(ConfigError, match="'prune_neurons' works on MLPs so far"):
-        Pipeline(config([{"prune_neurons": {}}], arch="lenet5"), digits).run()
+    with pytest.raises(ConfigError, match="'svd' is for MLPs; for model.arch = lenet5"):
+        Pipeline(config([{"factorize": {"rank": 2}}], arch="lenet5"), digits).run()
+    with pytest.raises(ConfigError, match="rank for conv1 \\(6 -> 16\\) = \\[7, 4\\]"):
+        Pipeline(config([{"factorize": {"method": "tucker", "rank": [None, [7, 4]]}}],
+                        arch="lenet5"), digits).run()
 
 
 @pytest.mark.slow
