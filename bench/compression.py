@@ -35,8 +35,14 @@ PUBLISHED_LENET300 = {
 
 # prune (iterative) -> quantize -> share -> encode, as Deep Compression's three stages
 STEPS = [
-    {"prune": {"sparsity": 0.93, "schedule": [0.5, 0.75, 0.88, 0.93], "scope": "global",
-               "fine_tune_epochs": 4}},
+    {
+        "prune": {
+            "sparsity": 0.93,
+            "schedule": [0.5, 0.75, 0.88, 0.93],
+            "scope": "global",
+            "fine_tune_epochs": 4,
+        }
+    },
     {"quantize": {"weight_bits": 5, "act_bits": 4, "epochs": 6}},
     {"share": {"clusters": 16, "fine_tune_epochs": 3}},
     {"encode": {"index_bits": 5, "huffman": True}},  # 5-bit indices in FC layers, as DC
@@ -115,8 +121,12 @@ def main() -> None:
     console = Console(width=160)
     scale = 0.3 if args.quick else 1.0
     digits = load_dataset("digits")
-    zoo = (("tfc (3x64)", "tfc"), ("lenet300 (300-100)", "lenet300"), ("lenet5", "lenet5"),
-           ("cnv (small)", "cnv"))
+    zoo = (
+        ("tfc (3x64)", "tfc"),
+        ("lenet300 (300-100)", "lenet300"),
+        ("lenet5", "lenet5"),
+        ("cnv (small)", "cnv"),
+    )
     tables = [run(name, arch, digits, 40, STEPS, scale_epochs=scale) for name, arch in zoo]
     mnist = Path(args.mnist_dir)
     has_mnist = (mnist / "train-images-idx3-ubyte.gz").exists()

@@ -34,16 +34,37 @@ def main() -> None:
     console = Console(width=170)
     digits = load_dataset("digits")
     table = Table(title="low-rank factorization on digits (measured in this run)")
-    for col in ("model", "method", "rank", "params", "Cr", "MACs", "Sr", "conv MACs",
-                "conv Sr", "acc before", "acc factored", "acc fine-tuned", "acc w4a4",
-                "factorize s", "golden==Brevitas"):
+    for col in (
+        "model",
+        "method",
+        "rank",
+        "params",
+        "Cr",
+        "MACs",
+        "Sr",
+        "conv MACs",
+        "conv Sr",
+        "acc before",
+        "acc factored",
+        "acc fine-tuned",
+        "acc w4a4",
+        "factorize s",
+        "golden==Brevitas",
+    ):
         table.add_column(col, justify="left" if col in ("model", "method", "rank") else "right")
     for arch, method, rank in CASES:
-        cfg = parse_config({
-            "model": {"arch": arch}, "train": {"epochs": 40},
-            "compress": {"steps": [
-                {"factorize": {"method": method, "rank": rank, "fine_tune_epochs": 20}},
-                {"quantize": {"weight_bits": 4, "act_bits": 4, "epochs": 10}}]}})
+        cfg = parse_config(
+            {
+                "model": {"arch": arch},
+                "train": {"epochs": 40},
+                "compress": {
+                    "steps": [
+                        {"factorize": {"method": method, "rank": rank, "fine_tune_epochs": 20}},
+                        {"quantize": {"weight_bits": 4, "act_bits": 4, "epochs": 10}},
+                    ]
+                },
+            }
+        )
         start = time.perf_counter()
         pipe = Pipeline(cfg, digits)
         model = pipe.run()
@@ -53,13 +74,22 @@ def main() -> None:
         params = count(model)[0]
         cm = fact.detail["conv_macs"]
         table.add_row(
-            arch, method, str(rank), f"{params:,}", f"{count(pipe.teacher)[0] / params:.2f}x",
-            f"{fact.macs:,}", f"{base.macs / fact.macs:.2f}x",
-            f"{cm:,}" if cm else "—", f"{base_conv / cm:.2f}x" if cm else "—",
-            f"{base.accuracy:.2%}", f"{fact.detail['accuracy_before_fine_tune']:.2%}",
-            f"{fact.accuracy:.2%}", f"{quant.accuracy:.2%}",
+            arch,
+            method,
+            str(rank),
+            f"{params:,}",
+            f"{count(pipe.teacher)[0] / params:.2f}x",
+            f"{fact.macs:,}",
+            f"{base.macs / fact.macs:.2f}x",
+            f"{cm:,}" if cm else "—",
+            f"{base_conv / cm:.2f}x" if cm else "—",
+            f"{base.accuracy:.2%}",
+            f"{fact.detail['accuracy_before_fine_tune']:.2%}",
+            f"{fact.accuracy:.2%}",
+            f"{quant.accuracy:.2%}",
             f"{fact.detail['factorize_seconds']:.3f}",
-            f"{eq.mismatches} / {eq.vectors}")
+            f"{eq.mismatches} / {eq.vectors}",
+        )
         console.print(f"{arch} {method}: {time.perf_counter() - start:.0f} s")
     console.print(table)
 

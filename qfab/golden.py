@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qfab.errors import IRError
-from qfab.ir import Graph, Node, decode_codebook, infer_shapes
+from qfab.ir import Graph, Node, decode_codebook, infer_shapes, shuffle_order
 from qfab.ranges import node_ranges
 
 
@@ -141,6 +141,17 @@ def run_golden_int(graph: Graph, x_int: np.ndarray) -> GoldenResult:
             outs[n.name] = max_pool(n, x, shapes[n.inputs[0]])
         elif n.op == "Flatten":
             outs[n.name] = x
+        elif n.op == "Add":
+            outs[n.name] = sum(
+                outs[i] << int(s) for i, s in zip(n.inputs, n.attrs["shift"], strict=True)
+            )
+        elif n.op == "Concat":
+            parts = [outs[i].reshape(len(x), -1, shapes[i][-1]) for i in n.inputs]
+            outs[n.name] = np.concatenate(parts, axis=2).reshape(len(x), -1)
+        elif n.op == "ChannelShuffle":
+            c = shapes[n.name][-1]
+            order = shuffle_order(c, int(n.attrs["groups"]))
+            outs[n.name] = x.reshape(len(x), -1, c)[:, :, order].reshape(len(x), -1)
         elif n.op == "OutputDequant":
             logits = output_dequant(n, x)
             outs[n.name] = logits

@@ -42,6 +42,14 @@ Operators (all hardware tensors are integers; floats only at the two ends):
 ``OutputDequant``
     ``logits = float32(acc) * scale + bias``; tensors ``scale`` and ``bias`` (float32, ``[C]``).
 
+``Add``
+    ``sum_i (x_i << shift[i])``: branches with different power-of-two scales meet on the
+    finest one exactly (attr ``shift``, one non-negative left shift per input).
+``Concat``
+    channel concatenation of its inputs (same spatial shape; one shared scale).
+``ChannelShuffle``
+    ShuffleNet's permutation of channels with attr ``groups`` (:func:`shuffle_order`).
+
 Activations are ``[H, W, C]`` (images; ``InputQuant`` attr ``shape``) or ``[F]`` vectors;
 golden stores every node's output flattened to ``[N, features]`` in NHWC order, and
 :func:`infer_shapes` gives each node's shape.
@@ -76,6 +84,9 @@ OP_SCHEMA: dict[str, tuple[set[str], set[str], set[str]]] = {
     ),
     "MaxPool": ({"kernel", "stride"}, set(), set()),
     "Flatten": (set(), set(), set()),
+    "Add": ({"shift"}, set(), set()),
+    "Concat": (set(), set(), set()),
+    "ChannelShuffle": ({"groups"}, set(), set()),
 }
 
 
@@ -129,8 +140,9 @@ class Graph:
                     raise IRError(f"{loc}: input '{inp}' is not an earlier node")
             if n.op == "InputQuant" and n.inputs:
                 raise IRError(f"{loc}: InputQuant takes the graph input, not {n.inputs}")
-            if n.op != "InputQuant" and len(n.inputs) != 1:
-                raise IRError(f"{loc}: expects exactly one input, got {n.inputs}")
+            want = {"Add": "2", "Concat": "2+"}.get(n.op, "1")
+            if n.op != "InputQuant" and not _arity_ok(want, len(n.inputs)):
+                raise IRError(f"{loc}: expects {want} inputs, got {n.inputs}")
             _check_node_tensors(n, loc)
             seen.add(n.name)
         if not self.nodes or self.nodes[0].op != "InputQuant":
@@ -282,6 +294,26 @@ def infer_shapes(graph: Graph, where: str = "graph") -> dict[str, tuple[int, ...
             shapes[n.name] = ((x[0] - kh) // sh + 1, (x[1] - kw) // sw + 1, x[2])
         elif n.op == "Flatten":
             shapes[n.name] = (int(np.prod(x)),)
+        elif n.op in ("Add", "Concat"):
+            ins = [shapes[i] for i in n.inputs]
+            keep = (lambda s: s) if n.op == "Add" else (lambda s: s[:-1])
+            if any(keep(s) != keep(ins[0]) for s in ins):
+                what = "shapes" if n.op == "Add" else "shapes apart from channels"
+                raise IRError(
+                    f"{loc}: branch {what} differ: "
+                    + ", ".join(f"{i} {list(s)}" for i, s in zip(n.inputs, ins, strict=True))
+                )
+            if n.op == "Add" and len(n.attrs["shift"]) != len(n.inputs):
+                raise IRError(f"{loc}: one shift per input, got {n.attrs['shift']}")
+            shapes[n.name] = ins[0] if n.op == "Add" else (*ins[0][:-1], sum(s[-1] for s in ins))
+        elif n.op == "ChannelShuffle":
+            g = int(n.attrs["groups"])
+            if g < 1 or x[-1] % g:
+                raise IRError(
+                    f"{loc}: groups={g} does not divide {x[-1]} channels; allowed: "
+                    f"{[d for d in range(1, x[-1] + 1) if x[-1] % d == 0]}"
+                )
+            shapes[n.name] = x
         else:  # MultiThreshold, OutputDequant: per channel, shape unchanged
             rows = (
                 n.tensors["thresholds"].shape[0]
@@ -312,6 +344,18 @@ def _conv_shape(n: Node, x: tuple[int, ...], loc: str) -> tuple[int, int, int]:
     if oh < 1 or ow < 1:
         raise IRError(f"{loc}: kernel {list(w.shape[1:3])} does not fit input {list(x[:2])}")
     return oh, ow, int(w.shape[0])
+
+
+def _arity_ok(want: str, got: int) -> bool:
+    return got >= int(want[:-1]) if want.endswith("+") else got == int(want)
+
+
+def shuffle_order(channels: int, groups: int) -> np.ndarray:
+    """ShuffleNet's channel shuffle: output channel j reads input channel ``order[j]``.
+
+    View the channels as ``[groups, channels / groups]``, transpose, flatten.
+    """
+    return np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
 
 
 def channels_of(graph: Graph, name: str) -> int:

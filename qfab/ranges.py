@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qfab.ir import Graph, Node, infer_shapes
+from qfab.ir import Graph, Node, infer_shapes, shuffle_order
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,22 @@ def node_ranges(graph: Graph) -> dict[str, IntRange]:
             out[n.name] = conv_acc_range(n, out[n.inputs[0]])
         elif n.op == "MaxPool":
             out[n.name] = out[n.inputs[0]]
+        elif n.op == "Add":
+            ins = [out[i] for i in n.inputs]
+            shifts = [int(s) for s in n.attrs["shift"]]
+            out[n.name] = IntRange(
+                sum(r.lo << s for r, s in zip(ins, shifts, strict=True)),
+                sum(r.hi << s for r, s in zip(ins, shifts, strict=True)),
+            )
+        elif n.op == "Concat":
+            ins = [out[i] for i in n.inputs]
+            out[n.name] = IntRange(
+                np.concatenate([r.lo for r in ins]), np.concatenate([r.hi for r in ins])
+            )
+        elif n.op == "ChannelShuffle":
+            x = out[n.inputs[0]]
+            order = shuffle_order(len(x.lo), int(n.attrs["groups"]))
+            out[n.name] = IntRange(x.lo[order], x.hi[order])
         elif n.op == "Flatten":
             x, pixels = out[n.inputs[0]], int(np.prod(shapes[n.inputs[0]][:-1]))
             out[n.name] = IntRange(np.tile(x.lo, pixels), np.tile(x.hi, pixels))

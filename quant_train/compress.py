@@ -95,8 +95,11 @@ def count(model: nn.Module) -> tuple[int, int, int]:
 
 def conv_macs(model: nn.Module) -> int:
     """MACs of the convolution layers alone (what conv factorization reduces)."""
-    return sum(int((layer.weight != 0).sum()) * pixels
-               for name, layer, pixels in weight_layers(model) if name.startswith("conv"))
+    return sum(
+        int((layer.weight != 0).sum()) * pixels
+        for name, layer, pixels in weight_layers(model)
+        if name.startswith("conv")
+    )
 
 
 def dense_bytes(model: nn.Module) -> tuple[int, str]:

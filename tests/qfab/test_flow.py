@@ -66,7 +66,8 @@ def test_compress_command_writes_table_json_and_exact_ir(tmp_path, capsys):
         "    - prune: {sparsity: 0.7, fine_tune_epochs: 1}\n"
         "    - quantize: {weight_bits: 4, act_bits: 3, epochs: 2}\n"
         "    - share: {clusters: 8, fine_tune_epochs: 1}\n"
-        "    - encode: {index_bits: 4, huffman: true}\n")
+        "    - encode: {index_bits: 4, huffman: true}\n"
+    )
     out = tmp_path / "out"
     assert main(["compress", str(cfg), "--out", str(out)]) == 0
     printed = capsys.readouterr().out

@@ -93,8 +93,10 @@ def test_conv_net_pipeline_keeps_exactness(digits):
     with pytest.raises(ConfigError, match="'svd' is for MLPs; for model.arch = lenet5"):
         Pipeline(config([{"factorize": {"rank": 2}}], arch="lenet5"), digits).run()
     with pytest.raises(ConfigError, match="rank for conv1 \\(6 -> 16\\) = \\[7, 4\\]"):
-        Pipeline(config([{"factorize": {"method": "tucker", "rank": [None, [7, 4]]}}],
-                        arch="lenet5"), digits).run()
+        Pipeline(
+            config([{"factorize": {"method": "tucker", "rank": [None, [7, 4]]}}], arch="lenet5"),
+            digits,
+        ).run()
 
 
 @pytest.mark.slow

@@ -89,10 +89,13 @@ def test_svd_acceptance_3x_fewer_params_within_1_point(digits):
         assert r <= min(n, m) / 4
     factored = Pipeline(cfg, digits)
     model = factored.run()
-    plain_cfg = parse_config({"model": {"arch": "lenet300"}, "train": {"epochs": 40},
-                              "compress": {"steps": [{"quantize": {"weight_bits": 4,
-                                                                   "act_bits": 4,
-                                                                   "epochs": 10}}]}})
+    plain_cfg = parse_config(
+        {
+            "model": {"arch": "lenet300"},
+            "train": {"epochs": 40},
+            "compress": {"steps": [{"quantize": {"weight_bits": 4, "act_bits": 4, "epochs": 10}}]},
+        }
+    )
     plain = Pipeline(plain_cfg, digits)
     plain_model = plain.run()
     assert count(plain_model)[0] / count(model)[0] >= 3
@@ -113,14 +116,16 @@ def float_cnn_model(digits):
     return train_classifier(model, digits.x_train, digits.y_train, TrainSettings(epochs=2))
 
 
-@pytest.mark.parametrize(("method", "full_rank"), [("tucker", [[1, 6], [6, 8]]),
-                                                   ("spatial", [3, 18])])
+@pytest.mark.parametrize(
+    ("method", "full_rank"), [("tucker", [[1, 6], [6, 8]]), ("spatial", [3, 18])]
+)
 def test_full_rank_conv_factors_reproduce_the_net(float_cnn_model, digits, method, full_rank):
     from quant_train.lowrank import conv_factorize
 
     full = conv_factorize(float_cnn_model, method, full_rank).eval()
-    np.testing.assert_allclose(predict(full, digits.x_test),
-                               predict(float_cnn_model.eval(), digits.x_test), atol=1e-3)
+    np.testing.assert_allclose(
+        predict(full, digits.x_test), predict(float_cnn_model.eval(), digits.x_test), atol=1e-3
+    )
 
 
 def test_cp_stages_are_pointwise_depthwise_depthwise_pointwise(float_cnn_model):
@@ -128,16 +133,23 @@ def test_cp_stages_are_pointwise_depthwise_depthwise_pointwise(float_cnn_model):
 
     cp = conv_factorize(float_cnn_model, "cp", [None, 5])
     stages = cp.convs[1].stages
-    assert [tuple(s.weight.shape) for s in stages] == [(5, 6, 1, 1), (5, 1, 3, 1), (5, 1, 1, 3),
-                                                       (8, 5, 1, 1)]
+    assert [tuple(s.weight.shape) for s in stages] == [
+        (5, 6, 1, 1),
+        (5, 1, 3, 1),
+        (5, 1, 1, 3),
+        (8, 5, 1, 1),
+    ]
     assert [s.groups for s in stages] == [1, 5, 5, 1]
 
 
-@pytest.mark.parametrize(("method", "rank", "message"), [
-    ("tucker", [None, [7, 4]], "rank for conv1 \\(6 -> 8\\) = \\[7, 4\\] is not allowed"),
-    ("tucker", [None], "1 entries for 2 conv layers"),
-    ("spatial", [None, 99], "rank for conv1 = 99 is not allowed; allowed: 1..18"),
-])
+@pytest.mark.parametrize(
+    ("method", "rank", "message"),
+    [
+        ("tucker", [None, [7, 4]], "rank for conv1 \\(6 -> 8\\) = \\[7, 4\\] is not allowed"),
+        ("tucker", [None], "1 entries for 2 conv layers"),
+        ("spatial", [None, 99], "rank for conv1 = 99 is not allowed; allowed: 1..18"),
+    ],
+)
 def test_conv_rank_errors_name_the_layer(float_cnn_model, method, rank, message):
     from quant_train.lowrank import conv_factorize
 
@@ -145,15 +157,17 @@ def test_conv_rank_errors_name_the_layer(float_cnn_model, method, rank, message)
         conv_factorize(float_cnn_model, method, rank)
 
 
-@pytest.mark.parametrize(("method", "rank"), [("tucker", [[1, 3], [3, 4]]), ("cp", [2, 4]),
-                                              ("spatial", [2, 3])])
+@pytest.mark.parametrize(
+    ("method", "rank"), [("tucker", [[1, 3], [3, 4]]), ("cp", [2, 4]), ("spatial", [2, 3])]
+)
 def test_factored_quantized_cnn_exports_exactly(float_cnn_model, digits, method, rank):
     from quant_train.compress import float_to_quant
     from quant_train.lowrank import conv_factorize
 
     small = conv_factorize(float_cnn_model, method, rank)
-    settings = type("Q", (), {"weight_bits": 4, "act_bits": 3, "input_bits": 8,
-                              "per_channel": False})()
+    settings = type(
+        "Q", (), {"weight_bits": 4, "act_bits": 3, "input_bits": 8, "per_channel": False}
+    )()
     q = float_to_quant(small, settings)
     train_classifier(q, digits.x_train, digits.y_train, TrainSettings(epochs=1, lr=0.005))
     graph = export_model(q)
@@ -165,16 +179,23 @@ def test_factored_quantized_cnn_exports_exactly(float_cnn_model, digits, method,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("method", "rank", "min_ratio"), [("tucker", [None, [3, 6]], 2.0),
-                                                           ("cp", [3, 7], 3.0)])
+@pytest.mark.parametrize(
+    ("method", "rank", "min_ratio"), [("tucker", [None, [3, 6]], 2.0), ("cp", [3, 7], 3.0)]
+)
 def test_conv_lowrank_acceptance_on_lenet5(digits, method, rank, min_ratio):
     """Tucker-2: >= 2x fewer conv MACs, CP: >= 3x, each within 1 point on digits."""
     from qfab.config import parse_config
     from quant_train.compress import Pipeline, conv_macs
 
-    cfg = parse_config({"model": {"arch": "lenet5"}, "train": {"epochs": 20},
-                        "compress": {"steps": [{"factorize": {
-                            "method": method, "rank": rank, "fine_tune_epochs": 20}}]}})
+    cfg = parse_config(
+        {
+            "model": {"arch": "lenet5"},
+            "train": {"epochs": 20},
+            "compress": {
+                "steps": [{"factorize": {"method": method, "rank": rank, "fine_tune_epochs": 20}}]
+            },
+        }
+    )
     pipe = Pipeline(cfg, digits)
     model = pipe.run()
     assert conv_macs(pipe.teacher) / conv_macs(model) >= min_ratio

@@ -126,7 +126,7 @@ def test_conv_filter_pruning_equals_silencing_those_filters(digits):
     small = prune_neurons(model, 0.5, "channel").eval()
     assert [c.out_channels for c in small.convs] == [4, 3] and small.linears[0].out_features == 6
     kept = [
-        np.sort(np.argsort(-s, kind="stable")[: n])
+        np.sort(np.argsort(-s, kind="stable")[:n])
         for s, n in zip(neuron_scores(model, "channel"), [4, 3, 6], strict=True)
     ]
     with torch.no_grad():  # silence every removed output: BN gives -inf-ish, ReLU gives 0
@@ -134,5 +134,6 @@ def test_conv_filter_pruning_equals_silencing_those_filters(digits):
             drop = np.setdiff1d(np.arange(len(norm.weight)), keep)
             norm.weight[drop] = 0
             norm.bias[drop] = -1e3
-    np.testing.assert_allclose(predict(small, digits.x_test), predict(model, digits.x_test),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        predict(small, digits.x_test), predict(model, digits.x_test), rtol=1e-4, atol=1e-4
+    )
