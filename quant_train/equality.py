@@ -16,7 +16,7 @@ from torch import nn
 
 from qfab.golden import first_mismatch, run_golden
 from qfab.ir import Graph
-from quant_train.export_ir import quant_ints
+from quant_train.export_ir import graph_plan, quant_ints
 
 
 @dataclass
@@ -53,9 +53,9 @@ def brevitas_trace(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
         return hook
 
     hooks = [model.input_quant.register_forward_hook(keep("input"))]
-    for i, step in enumerate(model.export_plan()):
-        if step[0] in ("conv", "dense"):
-            hooks.append(step[3].register_forward_hook(keep(f"mt{i}")))
+    for step in graph_plan(model):
+        if "mt" in step:
+            hooks.append(step["act"].register_forward_hook(keep(step["mt"])))
     try:
         seen["output"] = model(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
     finally:

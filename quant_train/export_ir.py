@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from qfab.errors import ExportError
-from qfab.ir import Graph, Node
+from qfab.ir import Graph, Node, shuffle_order
 from qfab.ranges import IntRange, conv_acc_range, dense_acc_range
 
 #: float32 represents every integer up to 2^24 exactly: the bound for an exact forward.
@@ -203,12 +204,67 @@ def _thresholds(
     return w_ir, t, attrs, bipolar
 
 
-def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
-    """Turn a trained QuantMLP or QuantCNN (eval mode is forced) into a validated IR graph.
+def graph_plan(model: nn.Module) -> list[dict[str, Any]]:
+    """The model's export plan as graph steps (dicts naming their inputs and outputs).
 
-    Walks ``model.export_plan()``; every weight layer gets a global index ``i`` and
-    nodes ``conv{i}``/``fc{i}``, ``mt{i}`` (thresholds) and ``pool{i}``.
+    Models with branches (compact blocks) provide ``graph_plan()`` themselves; chain
+    models (``export_plan()`` tuples) are converted here: every weight layer gets a
+    global index ``i`` and nodes ``conv{i}``/``fc{i}``, ``mt{i}`` and ``pool{i}``.
     """
+    if hasattr(model, "graph_plan"):
+        return model.graph_plan()
+    steps: list[dict[str, Any]] = []
+    prev = "input"
+    for i, step in enumerate(model.export_plan()):
+        kind = step[0]
+        if kind == "flatten":
+            steps.append({"kind": "flatten", "input": prev, "out": "flatten"})
+            prev = "flatten"
+        elif kind == "classifier":
+            steps.append({"kind": "classifier", "input": prev, "name": f"fc{i}", "layer": step[1]})
+        else:
+            name = f"conv{i}" if kind == "conv" else f"fc{i}"
+            pool = int(step[4]) if kind == "conv" else 0
+            out = f"pool{i}" if pool else f"mt{i}"
+            steps.append(
+                {
+                    "kind": kind,
+                    "input": prev,
+                    "name": name,
+                    "layer": step[1],
+                    "bn": step[2],
+                    "act": step[3],
+                    "mt": f"mt{i}",
+                    "pool": pool,
+                    "out": out,
+                }
+            )
+            prev = out
+    return steps
+
+
+@dataclass
+class _Value:
+    """What the exporter knows about a node's output: integer range, scale, shape."""
+
+    range: IntRange
+    scale: np.ndarray | np.float64
+    shape: tuple[int, ...]
+
+
+def _act_value(
+    act: nn.Module, name: str, channels: int, shape: tuple[int, ...], attrs: dict[str, Any]
+) -> _Value:
+    scale = np.float64(_power_of_two(float(act.act_quant.scale().detach()), name))
+    off = attrs["offset"]
+    lo, hi = (-1, 1) if attrs.get("bipolar") else (off, off + 2 ** attrs["out_bits"] - 1)
+    return _Value(
+        IntRange(np.full(channels, lo, np.int64), np.full(channels, hi, np.int64)), scale, shape
+    )
+
+
+def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
+    """Turn a trained qfab Brevitas model (eval mode is forced) into a validated IR graph."""
     model.eval()
     iq = model.input_quant.act_quant
     in_scale = _power_of_two(float(iq.scale().detach()), "input_quant")
@@ -225,51 +281,125 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
         attrs["shape"] = list(shape)
     nodes = [Node("input", "InputQuant", [], attrs)]
     lo, hi = (-(2 ** (in_bits - 1)), 2 ** (in_bits - 1) - 1) if signed else (0, 2**in_bits - 1)
-    x_range = IntRange(np.full(shape[-1], lo, np.int64), np.full(shape[-1], hi, np.int64))
-    x_scale = np.float64(in_scale)
-    prev, exact, spatial_shape = "input", True, shape
-    flatten_perm: np.ndarray | None = None
-    for i, step in enumerate(model.export_plan()):
-        kind = step[0]
+    values = {
+        "input": _Value(
+            IntRange(np.full(shape[-1], lo, np.int64), np.full(shape[-1], hi, np.int64)),
+            np.float64(in_scale),
+            shape,
+        )
+    }
+    exact = True
+    flatten_perm: dict[str, np.ndarray] = {}
+    for step in graph_plan(model):
+        kind = step["kind"]
         if kind == "flatten":
-            h, w_, c = spatial_shape
+            x = values[step["input"]]
+            h, w_, c = x.shape
             # IR index (y, x, ch) reads PyTorch's NCHW flatten index ch*H*W + y*W + x
-            flatten_perm = (
+            flatten_perm[step["out"]] = (
                 np.arange(c)[None, None, :] * h * w_
                 + np.arange(h)[:, None, None] * w_
                 + np.arange(w_)[None, :, None]
             ).reshape(-1)
-            nodes.append(Node("flatten", "Flatten", [prev]))
-            x_range = IntRange(np.tile(x_range.lo, h * w_), np.tile(x_range.hi, h * w_))
-            prev, spatial_shape = "flatten", (h * w_ * c,)
+            nodes.append(Node(step["out"], "Flatten", [step["input"]]))
+            values[step["out"]] = _Value(
+                IntRange(np.tile(x.range.lo, h * w_), np.tile(x.range.hi, h * w_)),
+                x.scale,
+                (h * w_ * c,),
+            )
             continue
-        layer = step[1]
+        if kind == "shuffle":
+            x = values[step["input"]]
+            g = int(step["groups"])
+            nodes.append(Node(step["out"], "ChannelShuffle", [step["input"]], {"groups": g}))
+            order = shuffle_order(x.shape[-1], g)
+            values[step["out"]] = _Value(
+                IntRange(x.range.lo[order], x.range.hi[order]), x.scale, x.shape
+            )
+            continue
+        if kind == "concat":
+            ins = [values[i] for i in step["inputs"]]
+            if len({float(v.scale) for v in ins}) != 1:
+                raise ExportError(
+                    f"{step['out']}: concatenated branches must share one scale "
+                    "(give them one shared activation quantizer)"
+                )
+            nodes.append(Node(step["out"], "Concat", list(step["inputs"])))
+            values[step["out"]] = _Value(
+                IntRange(
+                    np.concatenate([v.range.lo for v in ins]),
+                    np.concatenate([v.range.hi for v in ins]),
+                ),
+                ins[0].scale,
+                (*ins[0].shape[:-1], sum(v.shape[-1] for v in ins)),
+            )
+            continue
+        if kind == "add":
+            ins = [values[i] for i in step["inputs"]]
+            exps = [int(np.log2(float(v.scale))) for v in ins]
+            shifts = [e - min(exps) for e in exps]
+            add = Node(step["name"], "Add", list(step["inputs"]), {"shift": shifts})
+            acc = IntRange(
+                sum(v.range.lo << s for v, s in zip(ins, shifts, strict=True)),
+                sum(v.range.hi << s for v, s in zip(ins, shifts, strict=True)),
+            )
+            exact &= max(abs(acc.min), abs(acc.max)) < FLOAT32_EXACT_INT
+            # thresholds of the activation after the sum, on a 1x1 "identity" accumulator
+            c = ins[0].shape[-1]
+            eye = np.ones((c, 1), np.int64)
+            spatial = ins[0].shape[:2] if len(ins[0].shape) == 3 else None
+            flipped, t, mt_attrs, _ = _thresholds(
+                step["mt"],
+                eye,
+                np.float64(2.0 ** min(exps)),
+                None,
+                step["act"],
+                lambda wt, a=acc: IntRange(
+                    np.minimum(a.lo * wt[:, 0], a.hi * wt[:, 0]),
+                    np.maximum(a.lo * wt[:, 0], a.hi * wt[:, 0]),
+                ),
+                spatial,
+            )
+            if np.any(flipped < 0):  # an activation after a sum must rise with the sum
+                raise ExportError(f"{step['mt']}: activation falls as the sum rises")
+            nodes += [
+                add,
+                Node(step["mt"], "MultiThreshold", [step["name"]], mt_attrs, {"thresholds": t}),
+            ]
+            values[step["mt"]] = _act_value(step["act"], step["mt"], c, ins[0].shape, mt_attrs)
+            continue
+        x = values[step["input"]]
+        layer, name = step["layer"], step["name"]
         qw = layer.quant_weight()
         w = quant_ints(qw)
-        name = f"conv{i}" if kind == "conv" else f"fc{i}"
         if kind == "conv":
             w = w.transpose(0, 2, 3, 1)  # [OC, IC, KH, KW] -> [OC, KH, KW, IC]
             (sh, sw), (ph, pw) = layer.stride, layer.padding
-            conv_attrs = {
+            node_attrs = {
                 "weight_bits": int(qw.bit_width),
                 "stride": [sh, sw],
                 "padding": [ph, pw],
                 "groups": int(layer.groups),
             }
+            h, w_, _ = x.shape
+            out_shape: tuple[int, ...] = (
+                (h + 2 * ph - w.shape[1]) // sh + 1,
+                (w_ + 2 * pw - w.shape[2]) // sw + 1,
+                w.shape[0],
+            )
 
-            def acc_range(wt: np.ndarray, a=conv_attrs, xr=x_range) -> IntRange:
+            def acc_range(wt: np.ndarray, a=node_attrs, xr=x.range) -> IntRange:
                 return conv_acc_range(Node("tmp", "Conv2d", [], a, {"weight": wt}), xr)
-
-            h, w_, _ = spatial_shape
-            oh, ow = (h + 2 * ph - w.shape[1]) // sh + 1, (w_ + 2 * pw - w.shape[2]) // sw + 1
         else:
-            if flatten_perm is not None:
-                w, flatten_perm = w[:, flatten_perm], None
+            if step["input"] in flatten_perm:
+                w = w[:, flatten_perm[step["input"]]]
+            node_attrs = {"weight_bits": int(qw.bit_width)}
+            out_shape = (w.shape[0],)
 
-            def acc_range(wt: np.ndarray, xr=x_range) -> IntRange:
+            def acc_range(wt: np.ndarray, xr=x.range) -> IntRange:
                 return dense_acc_range(Node("tmp", "Dense", [], {}, {"weight": wt}), xr)
 
-        acc_scale = x_scale * _scales(qw.scale, f"{name}.weight")
+        acc_scale = x.scale * _scales(qw.scale, f"{name}.weight")
         acc = acc_range(w)
         exact &= max(abs(acc.min), abs(acc.max)) < FLOAT32_EXACT_INT
         if kind == "classifier":
@@ -281,13 +411,9 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
                 if not np.all(b_scale == np.broadcast_to(acc_scale, b_scale.shape)):
                     raise ExportError(f"{name}: bias scale differs from the accumulator scale")
                 tensors["bias"] = quant_ints(qb)
-            node = Node(name, "Dense", [prev], {"weight_bits": int(qw.bit_width)}, tensors)
-            exact &= (
-                max(
-                    abs(dense_acc_range(node, x_range).min), abs(dense_acc_range(node, x_range).max)
-                )
-                < FLOAT32_EXACT_INT
-            )
+            node = Node(name, "Dense", [step["input"]], node_attrs, tensors)
+            biased = dense_acc_range(node, x.range)
+            exact &= max(abs(biased.min), abs(biased.max)) < FLOAT32_EXACT_INT
             classes = w.shape[0]
             nodes += [
                 node,
@@ -303,39 +429,24 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
                 ),
             ]
             break
-        bn, act = step[2], step[3]
-        spatial = (oh, ow) if kind == "conv" else None
-        w_ir, t, mt_attrs, bipolar = _thresholds(
-            f"mt{i}", w, acc_scale, bn, act, acc_range, spatial
+        spatial = out_shape[:2] if kind == "conv" else None
+        w_ir, t, mt_attrs, _ = _thresholds(
+            step["mt"], w, acc_scale, step["bn"], step["act"], acc_range, spatial
         )
-        if kind == "conv":
-            nodes.append(
-                Node(name, "Conv2d", [prev], conv_attrs, _weight_tensors(layer, w_ir, name))
+        op = "Conv2d" if kind == "conv" else "Dense"
+        nodes += [
+            Node(name, op, [step["input"]], node_attrs, _weight_tensors(layer, w_ir, name)),
+            Node(step["mt"], "MultiThreshold", [name], mt_attrs, {"thresholds": t}),
+        ]
+        values[step["mt"]] = _act_value(step["act"], step["mt"], w.shape[0], out_shape, mt_attrs)
+        if step.get("pool"):
+            k = int(step["pool"])
+            pool = step["out"]
+            nodes.append(Node(pool, "MaxPool", [step["mt"]], {"kernel": [k, k], "stride": [k, k]}))
+            v = values[step["mt"]]
+            values[pool] = _Value(
+                v.range, v.scale, (out_shape[0] // k, out_shape[1] // k, out_shape[2])
             )
-        else:
-            nodes.append(
-                Node(
-                    name,
-                    "Dense",
-                    [prev],
-                    {"weight_bits": int(qw.bit_width)},
-                    _weight_tensors(layer, w_ir, name),
-                )
-            )
-        nodes.append(Node(f"mt{i}", "MultiThreshold", [name], mt_attrs, {"thresholds": t}))
-        prev = f"mt{i}"
-        x_scale = np.float64(_power_of_two(float(act.act_quant.scale().detach()), f"act{i}"))
-        off = mt_attrs["offset"]
-        lo_v, hi_v = (-1, 1) if bipolar else (off, off + 2 ** mt_attrs["out_bits"] - 1)
-        x_range = IntRange(np.full(w.shape[0], lo_v, np.int64), np.full(w.shape[0], hi_v, np.int64))
-        if kind == "conv":
-            spatial_shape = (oh, ow, w.shape[0])
-            if step[4]:
-                k = int(step[4])
-                nodes.append(
-                    Node(f"pool{i}", "MaxPool", [prev], {"kernel": [k, k], "stride": [k, k]})
-                )
-                prev, spatial_shape = f"pool{i}", (oh // k, ow // k, w.shape[0])
     meta = dict(meta or {})
     meta["float32_exact"] = bool(exact)
     return Graph(nodes, meta).validate("export")
