@@ -31,12 +31,25 @@ class Section(BaseModel):
 class ModelConfig(Section):
     """``model:`` the network to train."""
 
-    arch: Literal["mlp", "tfc", "sfc", "lfc", "lenet300", "lenet5", "cnv"] = "mlp"
+    arch: Literal[
+        "mlp",
+        "tfc",
+        "sfc",
+        "lfc",
+        "lenet300",
+        "lenet5",
+        "cnv",
+        "mobilenet",
+        "shufflenet",
+        "squeezenet",
+    ] = "mlp"
     hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 64])
     weight_bits: int = Field(2, ge=1, le=8)
     act_bits: int = Field(2, ge=1, le=8)
     input_bits: int = Field(8, ge=2, le=8)
     per_channel: bool = False
+    width: int = Field(16, ge=1, le=1024)  # compact nets: base channel count
+    groups: int = Field(4, ge=1, le=1024)  # shufflenet: groups of the 1x1 convolutions
 
     @field_validator("hidden")
     @classmethod

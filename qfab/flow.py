@@ -113,12 +113,12 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
         seed_everything,
         train_classifier,
     )
-    from quant_train.zoo import CONV_ARCHS, build_model
+    from quant_train.zoo import IMAGE_ARCHS, build_model
 
     log = StageLog(console)
     with log.stage("data", f"data set '{cfg.dataset_name}'"):
         data = load_dataset(cfg.dataset_name, cfg.dataset_path)
-    is_mlp = cfg.model.arch not in CONV_ARCHS
+    is_mlp = cfg.model.arch not in IMAGE_ARCHS
     if is_mlp:
         precheck_folding(cfg, layer_dims(data.features, cfg, data.classes))
     settings = TrainSettings(cfg.train.epochs, cfg.train.seed, cfg.train.lr, cfg.train.batch_size)
@@ -153,6 +153,8 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
         act_bits=m.act_bits,
         input_bits=m.input_bits,
         per_channel=m.per_channel,
+        width=m.width,
+        groups=m.groups,
     )
     label = f"QAT w{m.weight_bits}a{m.act_bits}"
     with _epochs(console, label, settings.epochs) as tick:

@@ -167,7 +167,13 @@ def float_to_quant(model: nn.Module, settings: Any) -> nn.Module:
 
 def float_model(cfg: Config, data: Dataset) -> nn.Module:
     """The float32 baseline of the configured architecture."""
-    from quant_train.zoo import CONV_ARCHS, MLP_SIZES, conv_layers
+    from quant_train.zoo import COMPACT_ARCHS, CONV_ARCHS, MLP_SIZES, conv_layers
+
+    if cfg.model.arch in COMPACT_ARCHS:
+        raise ConfigError(
+            f"model.arch = {cfg.model.arch}: qfab compress has no float twin of "
+            "the compact nets yet; train them with qfab run"
+        )
 
     if cfg.model.arch in CONV_ARCHS:
         if len(data.image_shape) != 3:

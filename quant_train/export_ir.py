@@ -308,6 +308,16 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
                 (h * w_ * c,),
             )
             continue
+        if kind == "pool_only":
+            x = values[step["input"]]
+            k = int(step["k"])
+            nodes.append(
+                Node(step["out"], "MaxPool", [step["input"]], {"kernel": [k, k], "stride": [k, k]})
+            )
+            values[step["out"]] = _Value(
+                x.range, x.scale, (x.shape[0] // k, x.shape[1] // k, x.shape[2])
+            )
+            continue
         if kind == "shuffle":
             x = values[step["input"]]
             g = int(step["groups"])

@@ -124,6 +124,8 @@ def prune_neurons(
         raise ConfigError(
             "prune_neurons: put it before 'factorize' (factored layers are not sliced)"
         )
+    if hasattr(model, "graph_plan"):
+        raise ConfigError("prune_neurons: not for branching (compact) nets yet")
     keep = []
     for scores in neuron_scores(model, criterion):
         n_keep = max(1, len(scores) - round(fraction * len(scores)))

@@ -7,6 +7,9 @@
 * ``lenet5``: LeNet-5-like: conv 6 -> pool -> conv 16 -> pool -> fc 120 -> fc 84.
 * ``cnv``: a small CNV-like net (FINN's CIFAR-10 CNV scaled to the input): two pairs of
   3x3 convs with pooling, then two fully connected layers.
+* ``mobilenet`` / ``shufflenet`` / ``squeezenet``: compact nets (:mod:`quant_train.compact`):
+  depthwise-separable blocks; grouped 1x1 + channel shuffle + residual add; fire module
+  with concatenation.
 
 Every entry is a Brevitas model with power-of-two scales that :func:`export_model`
 turns into an exact IR.
@@ -26,7 +29,9 @@ MLP_SIZES = {
     "lenet300": [300, 100],
 }
 CONV_ARCHS = ("lenet5", "cnv")
-ARCHS = ("mlp", *MLP_SIZES, *CONV_ARCHS)
+COMPACT_ARCHS = ("mobilenet", "shufflenet", "squeezenet")
+IMAGE_ARCHS = (*CONV_ARCHS, *COMPACT_ARCHS)
+ARCHS = ("mlp", *MLP_SIZES, *IMAGE_ARCHS)
 
 
 def conv_layers(arch: str, image_shape: tuple[int, int, int]) -> tuple[list, list[int]]:
@@ -55,6 +60,8 @@ def build_model(
     act_bits: int,
     input_bits: int = 8,
     per_channel: bool = False,
+    width: int = 16,
+    groups: int = 4,
 ) -> nn.Module:
     """A zoo model for ``input_shape`` (``(features,)`` or ``(H, W, C)``)."""
     quant = {
@@ -70,6 +77,16 @@ def build_model(
         return QuantMLP(features, list(hidden or [64, 64]), classes, **quant)
     if arch in MLP_SIZES:
         return QuantMLP(features, MLP_SIZES[arch], classes, **quant)
+    if arch in COMPACT_ARCHS:
+        from quant_train.compact import COMPACT
+
+        if len(input_shape) != 3:
+            raise ConfigError(
+                f"model.arch = {arch}: needs images (H, W, C), the data set gives "
+                f"{features} plain features"
+            )
+        extra = {"groups": groups} if arch == "shufflenet" else {}
+        return COMPACT[arch](tuple(input_shape), classes, width=width, **quant, **extra)
     if arch in CONV_ARCHS:
         if len(input_shape) != 3:
             raise ConfigError(

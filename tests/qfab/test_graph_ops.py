@@ -16,27 +16,47 @@ def branchy_graph(shift=(0, 1), groups=2, b_channels=4) -> Graph:
     rng = np.random.default_rng(0)
 
     def conv(name, src, cin, cout):
-        return Node(name, "Conv2d", [src], {"weight_bits": 3, "stride": [1, 1], "padding": [1, 1],
-                                            "groups": 1},
-                    {"weight": rng.integers(-3, 4, size=(cout, 3, 3, cin))})
+        return Node(
+            name,
+            "Conv2d",
+            [src],
+            {"weight_bits": 3, "stride": [1, 1], "padding": [1, 1], "groups": 1},
+            {"weight": rng.integers(-3, 4, size=(cout, 3, 3, cin))},
+        )
 
     def mt(name, src, c):
         t = np.sort(rng.integers(-40, 40, size=(c, 3)), axis=1)
         return Node(name, "MultiThreshold", [src], {"out_bits": 2, "offset": 0}, {"thresholds": t})
 
     nodes = [
-        Node("input", "InputQuant", [], {"bits": 4, "signed": False, "scale": 1 / 16,
-                                         "features": 32, "shape": [4, 4, 2]}),
-        conv("ca", "input", 2, 4), mt("ma", "ca", 4),
-        conv("cb", "ma", 4, b_channels), mt("mb", "cb", b_channels),
+        Node(
+            "input",
+            "InputQuant",
+            [],
+            {"bits": 4, "signed": False, "scale": 1 / 16, "features": 32, "shape": [4, 4, 2]},
+        ),
+        conv("ca", "input", 2, 4),
+        mt("ma", "ca", 4),
+        conv("cb", "ma", 4, b_channels),
+        mt("mb", "cb", b_channels),
         Node("add", "Add", ["ma", "mb"], {"shift": list(shift)}),
         Node("cat", "Concat", ["add", "ma"]),
         Node("shuffle", "ChannelShuffle", ["cat"], {"groups": groups}),
         Node("flat", "Flatten", ["shuffle"]),
-        Node("fc", "Dense", ["flat"], {"weight_bits": 2},
-             {"weight": rng.integers(-1, 2, size=(3, 128))}),
-        Node("output", "OutputDequant", ["fc"], {}, {"scale": np.ones(3, np.float32),
-                                                     "bias": np.zeros(3, np.float32)}),
+        Node(
+            "fc",
+            "Dense",
+            ["flat"],
+            {"weight_bits": 2},
+            {"weight": rng.integers(-1, 2, size=(3, 128))},
+        ),
+        Node(
+            "output",
+            "OutputDequant",
+            ["fc"],
+            {},
+            {"scale": np.ones(3, np.float32), "bias": np.zeros(3, np.float32)},
+        ),
     ]
     return Graph(nodes).validate()
 
@@ -65,11 +85,16 @@ def test_ranges_through_add_concat_shuffle():
 
 
 def test_branch_shape_and_group_errors_name_the_node():
-    with pytest.raises(IRError, match="node 'add' \\(Add\\): branch shapes differ: "
-                                      "ma \\[4, 4, 4\\], mb \\[4, 4, 6\\]"):
+    with pytest.raises(
+        IRError,
+        match="node 'add' \\(Add\\): branch shapes differ: ma \\[4, 4, 4\\], mb \\[4, 4, 6\\]",
+    ):
         branchy_graph(b_channels=6)
-    with pytest.raises(IRError, match="'shuffle' \\(ChannelShuffle\\): groups=3 does not "
-                                      "divide 8 channels; allowed: \\[1, 2, 4, 8\\]"):
+    with pytest.raises(
+        IRError,
+        match="'shuffle' \\(ChannelShuffle\\): groups=3 does not "
+        "divide 8 channels; allowed: \\[1, 2, 4, 8\\]",
+    ):
         branchy_graph(groups=3)
     with pytest.raises(IRError, match="one shift per input"):
         branchy_graph(shift=(0,))
