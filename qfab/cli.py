@@ -24,7 +24,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     run_flow(cfg, Path(args.out), make_console())
-    print(f"wrote {args.out}/model.qfab.npz, {args.out}/rtl/, {args.out}/report.json")
+    wrote = [p for p in ("model.qfab.npz", "rtl/", "report.json") if (Path(args.out) / p).exists()]
+    print("wrote " + ", ".join(f"{args.out}/{p}" for p in wrote))
     return 0
 
 

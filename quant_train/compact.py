@@ -101,6 +101,35 @@ class CompactNet(nn.Module):
         out = self.classifier(torch.nn.functional.max_pool2d(q, 2).flatten(1))
         return out.value if hasattr(out, "value") else out
 
+    def check_plan(self) -> None:
+        """Branch shapes must meet at Add/Concat: checked from the plan, before training."""
+        shapes: dict[str, tuple[int, ...]] = {"input": self.shape}
+        for step in self.graph_plan():
+            kind, out = step["kind"], step.get("out")
+            if kind == "conv":
+                h, w, _ = shapes[step["input"]]
+                layer = step["layer"]
+                (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
+                shape = (h + 2 * ph - kh + 1, w + 2 * pw - kw + 1, layer.out_channels)
+                shapes[step["mt"]] = shape
+                if step["pool"]:
+                    shapes[out] = (shape[0] // step["pool"], shape[1] // step["pool"], shape[2])
+            elif kind in ("add", "concat"):
+                ins = [shapes[i] for i in step["inputs"]]
+                key = (lambda sh: sh) if kind == "add" else (lambda sh: sh[:2])
+                if any(key(sh) != key(ins[0]) for sh in ins):
+                    raise ConfigError(
+                        f"{step.get('name', out)} ({kind}): branch shapes differ: "
+                        + ", ".join(
+                            f"{i} {list(sh)}" for i, sh in zip(step["inputs"], ins, strict=True)
+                        )
+                    )
+                shapes[out] = ins[0] if kind == "add" else (*ins[0][:2], sum(sh[2] for sh in ins))
+            elif kind in ("shuffle", "pool_only"):
+                h, w, c = shapes[step["input"]]
+                k = step.get("k", 1)
+                shapes[out] = (h // k, w // k, c)
+
     def conv_step(self, i: int, src: str, pool: int = 0) -> dict[str, Any]:
         return {
             "kind": "conv",
@@ -138,6 +167,7 @@ class MobileNetLike(CompactNet):
         self.conv(2 * width, 4 * width, 1)
         h = input_shape[0] // 2 // 2
         self.classifier_for(4 * width * h * h, classes)
+        self.check_plan()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.run(0, self.images(x))
@@ -179,6 +209,7 @@ class ShuffleNetLike(CompactNet):
         self.add_act = activation(self._act_bits)
         h = input_shape[0] // 2 // 2
         self.classifier_for(width * h * h, classes)
+        self.check_plan()
 
     def shuffle(self, q: Any) -> torch.Tensor:
         v = q.value if hasattr(q, "value") else q
@@ -223,6 +254,7 @@ class SqueezeNetLike(CompactNet):
         self.conv(width // 2, width, 3, shared_act=self.conv_acts[e1])  # expand 3x3
         h = input_shape[0] // 2 // 2
         self.classifier_for(2 * width * h * h, classes)
+        self.check_plan()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stem = torch.nn.functional.max_pool2d(self.run(0, self.images(x)), 2)

@@ -57,3 +57,20 @@ def test_groups_must_divide_the_width_before_training(digits):
         build_model("shufflenet", digits.image_shape, 10, weight_bits=4, act_bits=4, groups=3)
     with pytest.raises(ConfigError, match="needs images"):
         build_model("mobilenet", (64,), 10, weight_bits=4, act_bits=4)
+
+
+def test_mismatched_branches_are_refused_naming_the_node(digits):
+    from quant_train.compact import SqueezeNetLike
+
+    class Broken(SqueezeNetLike):
+        def graph_plan(self):  # concat a pooled branch with an unpooled one
+            plan = super().graph_plan()
+            plan[4] = {"kind": "concat", "inputs": ["mt2", "pool0", "input"], "out": "concat4"}
+            return plan
+
+    with pytest.raises(
+        ConfigError,
+        match=r"concat4 \(concat\): branch shapes differ: "
+        r"mt2 \[4, 4, 16\], pool0 \[4, 4, 16\], input \[8, 8, 1\]",
+    ):
+        Broken(digits.image_shape, 10, weight_bits=4, act_bits=4)
