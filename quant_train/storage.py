@@ -1,115 +1,178 @@
 """Storage accounting from real encoded bytes, as Deep Compression and EIE store weights.
 
-A layer's integer weight matrix ``W [rows = outputs, cols = inputs]`` is stored column
-by column (CSC) with *relative* row indices: each stored entry keeps the number of zeros
-skipped since the previous entry of its column in ``index_bits`` bits. When more zeros
-than ``2^index_bits - 1`` precede an entry, a padding entry (a stored zero) is inserted
-after ``2^index_bits - 1`` zeros, exactly as EIE ("a padding zero when more than 15
-zeros precede an entry" for 4-bit indices): with 4-bit indices an entry after 40 zeros
-needs two padding entries (16 + 16 positions) and then a gap of 8.
+A layer's integer weight matrix ``W [rows = outputs, cols = inputs]`` is stored column by
+column (CSC) with *relative* row indices: each stored entry keeps its *gap*, the number of
+zeros skipped since the previous stored entry of its column (or since the top of the
+column), in ``index_bits`` bits.
 
-Values are either ``weight_bits``-bit two's complement integers, or indices into a
-codebook of shared weights; code 0 then means "zero" (padding entries) and code ``i + 1``
-the centroid ``i``. Values and gaps can be Huffman coded (Deep Compression's last stage;
-the code-length table is counted too). Every part is packed into real bytes, decoded
-back, and checked against the matrix before its size is reported.
+Padding convention (EIE, Han et al. ISCA 2016, Sec. III: "a padding zero when more than
+15 zeros precede an entry" for 4-bit indices; its example column is stored as
+``v = [1, 2, 0, 3]``, ``z = [2, 0, 15, 2]``). A padding entry is a stored zero *at a real
+row*: it skips ``max_gap = 2^index_bits - 1`` zeros and occupies the next row itself, so
+it covers ``max_gap + 1`` rows. An entry preceded by ``g`` zeros therefore needs
+``g // (max_gap + 1)`` padding entries and keeps the gap ``g % (max_gap + 1)``. With
+4-bit indices an entry after 40 zeros needs two padding entries (16 + 16 rows) and keeps a
+gap of 8. Zeros after a column's last non-zero are never stored: the column pointers end
+the column. (Deep Compression's Fig. 2 counts position differences rather than skipped
+zeros; the number of padding entries per long gap is the same rule.)
+
+Values are either ``weight_bits``-bit two's complement integers, or codes into a codebook
+of the layer's shared weights. The decoder cannot tell a padding entry from a real one
+except by its value, so when a layer has padding entries its stored codebook also holds
+0 (EIE's 16-entry codebook likewise holds the zero its padding entries point at). Values
+and gaps can be Huffman coded (Deep Compression's last stage); the code tables are
+serialized and counted too. Every part is packed into real bytes, decoded back from
+those bytes, and checked against the matrix before its size is reported.
+
+Not counted: the layer's shape, entry count and bit widths, which the decoder knows from
+the IR. Counted: one byte for the layer's power-of-two scale exponent.
 """
 
 from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 FLOAT32_BYTES = 4
+SCALE_BYTES = 1  #: the layer's power-of-two scale, stored as its exponent
+CODE_LENGTH_BITS = 6  #: a Huffman code length (1..63) in a serialized table
+TABLE_HEADER_BYTES = 4  #: number of symbols in a serialized Huffman table, uint32
+CodebookStorage = Literal["float32", "int"]
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not lo <= value <= hi:
+        raise ValueError(f"{name} = {value!r} is not allowed; allowed: integers {lo}..{hi}")
+    return int(value)
+
+
+def _int_array(name: str, a: Any, ndim: int | None = None) -> np.ndarray:
+    """An integer numpy array, or a ValueError naming ``name`` and what is allowed."""
+    a = np.asarray(a)
+    if a.size == 0 and a.dtype == np.float64:  # np.asarray([]) is float64
+        a = a.astype(np.int64)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name}: dtype {a.dtype} is not allowed; allowed: integer arrays")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name}: shape {a.shape} is not allowed; allowed: {ndim}-D arrays")
+    return a.astype(np.int64)
+
+
+# ---------------------------------------------------------------- CSC with relative indices
 
 
 @dataclass
 class CscMatrix:
-    """CSC with relative row indices (gaps) and padding entries."""
+    """CSC with relative row indices (gaps) and EIE padding entries."""
 
-    shape: tuple[int, int]
-    values: np.ndarray  # [entries] int (0 for padding)
-    gaps: np.ndarray  # [entries] zeros skipped before each entry, <= 2^index_bits - 1
-    col_ptr: np.ndarray  # [cols + 1] first entry of each column
+    shape: tuple[int, int]  # (rows = outputs, cols = inputs)
+    values: np.ndarray  # [entries] int64, 0 for padding entries
+    gaps: np.ndarray  # [entries] int64, zeros skipped before each entry, <= 2^index_bits - 1
+    col_ptr: np.ndarray  # [cols + 1] int64, first entry of each column; col_ptr[-1] = entries
     index_bits: int
-    padding_entries: int = 0
 
-
-def _check_bits(name: str, bits: int, lo: int = 1, hi: int = 16) -> None:
-    if not isinstance(bits, int | np.integer) or not lo <= bits <= hi:
-        raise ValueError(f"{name} = {bits!r} is not allowed; allowed: {lo}..{hi}")
+    @property
+    def padding_entries(self) -> int:
+        """Stored zeros: the only zero values in CSC are padding entries."""
+        return int(np.count_nonzero(self.values == 0))
 
 
 def csc_encode(w: np.ndarray, index_bits: int) -> CscMatrix:
-    """Encode an integer matrix; zeros are skipped, long gaps get padding entries."""
-    _check_bits("index_bits", index_bits)
-    w = np.asarray(w)
-    if w.ndim != 2 or not np.issubdtype(w.dtype, np.integer):
-        raise ValueError(f"csc_encode: w must be a 2-D integer matrix, got {w.dtype}{w.shape}")
-    max_gap = 2**index_bits - 1
-    values, gaps, col_ptr = [], [], [0]
-    padding = 0
-    for col in w.T:
-        last = -1
-        for row in np.flatnonzero(col):
-            gap = int(row) - last - 1
-            while gap > max_gap:  # a stored zero after max_gap zeros covers max_gap + 1 rows
-                values.append(0)
-                gaps.append(max_gap)
-                padding += 1
-                gap -= max_gap + 1
-            values.append(int(col[row]))
-            gaps.append(gap)
-            last = int(row)
-        col_ptr.append(len(values))
-    return CscMatrix(
-        (int(w.shape[0]), int(w.shape[1])),
-        np.array(values, np.int64),
-        np.array(gaps, np.int64),
-        np.array(col_ptr, np.int64),
-        index_bits,
-        padding,
-    )
+    """Encode an integer matrix column by column; long gaps get padding entries."""
+    index_bits = _check_int("index_bits", index_bits, 1, 16)
+    w = _int_array("csc_encode: w", w, ndim=2)
+    rows, cols = w.shape
+    span = 2**index_bits  # rows covered by one padding entry (max_gap zeros + itself)
+    col, row = np.nonzero(w.T)  # sorted by column, then row
+    first = np.ones(len(col), bool)  # the first non-zero of its column
+    first[1:] = col[1:] != col[:-1]
+    prev = np.where(first, -1, np.roll(row, 1))
+    gap = row - prev - 1
+    pads, rest = gap // span, gap % span
+    counts = pads + 1  # entries per non-zero: its padding entries, then itself
+    last = np.cumsum(counts) - 1  # where each non-zero lands
+    values = np.zeros(int(counts.sum()), np.int64)
+    gaps = np.full(len(values), span - 1, np.int64)
+    values[last], gaps[last] = w.T[col, row], rest
+    per_col = np.bincount(col, weights=counts, minlength=cols).astype(np.int64)
+    col_ptr = np.concatenate([[0], np.cumsum(per_col)]).astype(np.int64)
+    return CscMatrix((int(rows), int(cols)), values, gaps, col_ptr, index_bits)
 
 
 def csc_decode(m: CscMatrix) -> np.ndarray:
-    """Back to the dense integer matrix."""
+    """Back to the dense integer matrix; a malformed matrix raises ValueError."""
+    rows, cols = m.shape
+    values, gaps, ptr = (_int_array(f"csc_decode: {n}", getattr(m, n)) for n in _CSC_ARRAYS)
+    if len(ptr) != cols + 1 or ptr[0] != 0 or np.any(np.diff(ptr) < 0) or ptr[-1] != len(values):
+        raise ValueError(
+            f"csc_decode: col_ptr {ptr.tolist()[:8]}... does not fit {len(values)} "
+            f"entries in {cols} columns"
+        )
+    if len(gaps) != len(values) or np.any(gaps < 0) or np.any(gaps >= 2**m.index_bits):
+        raise ValueError(f"csc_decode: gaps must be {len(values)} values in 0..2^index_bits-1")
+    col = np.repeat(np.arange(cols), np.diff(ptr))
+    step = np.cumsum(gaps + 1)
+    start = np.concatenate([[0], step])[ptr[:-1]]  # running position at each column start
+    pos = step - start[col] - 1
+    if np.any(pos >= rows):
+        raise ValueError(f"csc_decode: an entry lands below row {rows - 1}")
     w = np.zeros(m.shape, np.int64)
-    for c in range(m.shape[1]):
-        pos = -1
-        for e in range(int(m.col_ptr[c]), int(m.col_ptr[c + 1])):
-            pos += int(m.gaps[e]) + 1
-            if m.values[e]:
-                w[pos, c] = m.values[e]
+    keep = values != 0
+    w[pos[keep], col[keep]] = values[keep]
     return w
 
 
+_CSC_ARRAYS = ("values", "gaps", "col_ptr")
+
+
+# ---------------------------------------------------------------- fixed-width bit packing
+
+
 def pack_bits(values: np.ndarray, bits: int) -> bytes:
-    """Unsigned ``values`` (each ``< 2^bits``) packed LSB-first into bytes."""
-    _check_bits("bits", bits, 1, 64)
-    v = np.asarray(values, dtype=np.uint64)
-    if v.size and int(v.max()) >= 2**bits:
-        raise ValueError(f"pack_bits: value {int(v.max())} does not fit {bits} bits")
-    bit_array = ((v[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
-    return np.packbits(bit_array.reshape(-1), bitorder="little").tobytes()
+    """Unsigned ``values`` (each in ``0..2^bits - 1``) packed LSB-first, ``bits`` each.
+
+    Value ``i`` occupies stream bits ``i*bits .. i*bits + bits - 1``, least significant
+    first; the last byte is zero-padded. Signed values go through
+    :func:`to_twos_complement` first.
+    """
+    bits = _check_int("bits", bits, 1, 63)
+    v = _int_array("pack_bits: values", values).reshape(-1)
+    if v.size and (v.min() < 0 or v.max() >= 2**bits):
+        bad = int(v.min()) if v.min() < 0 else int(v.max())
+        raise ValueError(f"pack_bits: value {bad} is not allowed; allowed: 0..{2**bits - 1}")
+    shifts = np.arange(bits, dtype=np.uint64)
+    stream = ((v.astype(np.uint64)[:, None] >> shifts) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(stream.reshape(-1), bitorder="little").tobytes()
 
 
 def unpack_bits(data: bytes, bits: int, count: int) -> np.ndarray:
-    """Inverse of :func:`pack_bits`."""
-    flat = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")[: count * bits]
+    """Inverse of :func:`pack_bits`: ``count`` unsigned values as int64."""
+    bits = _check_int("bits", bits, 1, 63)
+    count = _check_int("count", count, 0, 2**62)
+    if len(data) * 8 < count * bits:
+        raise ValueError(f"unpack_bits: {len(data)} bytes hold fewer than {count} x {bits} bits")
+    stream = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")[: count * bits]
     weights = np.uint64(1) << np.arange(bits, dtype=np.uint64)
-    return (flat.reshape(count, bits).astype(np.uint64) * weights).sum(axis=1).astype(np.int64)
+    return (stream.reshape(count, bits).astype(np.uint64) * weights).sum(axis=1).astype(np.int64)
 
 
-def to_unsigned(values: np.ndarray, bits: int) -> np.ndarray:
-    return np.asarray(values, np.int64) & ((1 << bits) - 1)
+def to_twos_complement(values: np.ndarray, bits: int) -> np.ndarray:
+    """Signed ints in ``-2^(bits-1)..2^(bits-1)-1`` as unsigned ``bits``-bit codes."""
+    bits = _check_int("bits", bits, 1, 63)
+    v = _int_array("to_twos_complement: values", values)
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if v.size and (v.min() < lo or v.max() > hi):
+        bad = int(v.min()) if v.min() < lo else int(v.max())
+        raise ValueError(f"value {bad} does not fit {bits}-bit two's complement ({lo}..{hi})")
+    return v & ((1 << bits) - 1)
 
 
-def from_unsigned(values: np.ndarray, bits: int) -> np.ndarray:
-    v = np.asarray(values, np.int64)
+def from_twos_complement(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Inverse of :func:`to_twos_complement`."""
+    v = _int_array("from_twos_complement: codes", codes)
     return np.where(v >= 1 << (bits - 1), v - (1 << bits), v)
 
 
@@ -117,28 +180,35 @@ def from_unsigned(values: np.ndarray, bits: int) -> np.ndarray:
 
 
 def huffman_code(symbols: np.ndarray) -> dict[int, str]:
-    """A canonical Huffman code for the symbol frequencies (deterministic)."""
-    uniq, counts = np.unique(np.asarray(symbols, np.int64), return_counts=True)
-    if len(uniq) == 0:
-        return {}
-    if len(uniq) == 1:
-        return {int(uniq[0]): "0"}
-    heap = [(int(c), i, (int(s),)) for i, (s, c) in enumerate(zip(uniq, counts, strict=True))]
+    """A canonical Huffman code for the symbols' frequencies; deterministic.
+
+    Ties are broken by node creation order (leaves in ascending symbol order), and the
+    code is then made canonical, so only the code lengths need storing. A single
+    distinct symbol still gets a 1-bit code ("0") so that every symbol costs a bit and
+    the stream length says how many there are.
+    """
+    uniq, counts = np.unique(_int_array("huffman_code: symbols", symbols), return_counts=True)
+    if len(uniq) <= 1:
+        return {int(s): "0" for s in uniq}
+    heap = [(int(c), i) for i, c in enumerate(counts)]
     heapq.heapify(heap)
-    depth = {int(s): 0 for s in uniq}
-    tie = len(heap)
+    parent: list[int] = [-1] * len(uniq)
     while len(heap) > 1:
-        c1, _, a = heapq.heappop(heap)
-        c2, _, b = heapq.heappop(heap)
-        for s in a + b:
-            depth[s] += 1
-        heapq.heappush(heap, (c1 + c2, tie, a + b))
-        tie += 1
-    return canonical_code(depth)
+        c1, a = heapq.heappop(heap)
+        c2, b = heapq.heappop(heap)
+        parent[a] = parent[b] = len(parent)
+        heapq.heappush(heap, (c1 + c2, len(parent)))
+        parent.append(-1)
+    depth = [0] * len(parent)
+    for node in range(len(parent) - 2, -1, -1):  # a parent is always created after its children
+        depth[node] = depth[parent[node]] + 1
+    return canonical_code({int(s): depth[i] for i, s in enumerate(uniq)})
 
 
 def canonical_code(lengths: dict[int, int]) -> dict[int, str]:
-    """Canonical codes from code lengths: only the lengths need storing."""
+    """Canonical codes from code lengths (symbols ordered by length, then value)."""
+    if lengths and max(lengths.values()) >= 2**CODE_LENGTH_BITS:
+        raise ValueError(f"Huffman code lengths above {2**CODE_LENGTH_BITS - 1} bits")
     code, prev_len, out = 0, 0, {}
     for sym, length in sorted(lengths.items(), key=lambda kv: (kv[1], kv[0])):
         code <<= length - prev_len
@@ -149,31 +219,82 @@ def canonical_code(lengths: dict[int, int]) -> dict[int, str]:
 
 
 def huffman_encode(symbols: np.ndarray) -> tuple[bytes, dict[int, str]]:
-    table = huffman_code(symbols)
-    bits = "".join(table[int(s)] for s in np.asarray(symbols, np.int64))
-    arr = np.array([c == "1" for c in bits], dtype=np.uint8)
-    return np.packbits(arr, bitorder="little").tobytes(), table
+    """Huffman-code ``symbols``: (bit stream, first code bit first, LSB-first bytes; table)."""
+    s = _int_array("huffman_encode: symbols", symbols).reshape(-1)
+    table = huffman_code(s)
+    if not table:
+        return b"", table
+    syms = np.array(sorted(table), np.int64)
+    code = np.array([int(table[k], 2) for k in syms], np.uint64)
+    length = np.array([len(table[k]) for k in syms], np.int64)
+    k = np.searchsorted(syms, s)
+    c, n = code[k], length[k]
+    j = np.arange(n.max())
+    bit = (c[:, None] >> np.maximum(n[:, None] - 1 - j, 0).astype(np.uint64)) & np.uint64(1)
+    stream = bit.astype(np.uint8)[j < n[:, None]]  # row-major: symbol by symbol, MSB first
+    return np.packbits(stream, bitorder="little").tobytes(), table
 
 
 def huffman_decode(data: bytes, table: dict[int, str], count: int) -> np.ndarray:
-    reverse = {code: sym for sym, code in table.items()}
-    bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
-    out, code = [], ""
-    for b in bits:
-        if len(out) == count:
-            break
-        code += "1" if b else "0"
-        if code in reverse:
-            out.append(reverse[code])
-            code = ""
-    if len(out) != count:
-        raise ValueError(f"huffman_decode: {len(out)} of {count} symbols decoded")
-    return np.array(out, np.int64)
+    """Decode ``count`` symbols with any prefix-code ``table`` (symbol -> bit string).
+
+    Every bit position's next ``L`` bits (``L`` the longest code) are read as an integer
+    at once; the code intervals ``[code << (L - len), +2^(L - len))`` are disjoint, so a
+    sorted search finds the symbol starting at each position, and a walk over the
+    positions follows the stream.
+    """
+    count = _check_int("count", count, 0, 2**62)
+    if count == 0:
+        return np.zeros(0, np.int64)
+    if not table:
+        raise ValueError(f"huffman_decode: empty table for {count} symbols")
+    syms = np.array(list(table), np.int64)
+    lengths = np.array([len(table[s]) for s in table], np.int64)
+    width = int(lengths.max())
+    if width >= 64:
+        raise ValueError("huffman_decode: codes longer than 63 bits")
+    lo = np.array([int(table[s], 2) << (width - len(table[s])) for s in table], np.int64)
+    order = np.argsort(lo)
+    syms, lengths, lo = syms[order], lengths[order], lo[order]
+    hi = lo + (np.int64(1) << (width - lengths))
+    stream = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little").astype(np.int64)
+    total = len(stream)
+    stream = np.concatenate([stream, np.zeros(width, np.int64)])
+    window = np.zeros(total, np.int64)
+    for j in range(width):
+        window |= stream[j : j + total] << (width - 1 - j)
+    k = np.searchsorted(lo, window, side="right") - 1
+    valid = (k >= 0) & (window < hi[np.maximum(k, 0)])
+    step = np.where(valid, lengths[np.maximum(k, 0)], 0).tolist()
+    found, pos = [], 0
+    for i in range(count):
+        if pos >= total or step[pos] == 0 or pos + step[pos] > total:
+            raise ValueError(f"huffman_decode: stream ends or is invalid after {i} of {count}")
+        found.append(pos)
+        pos += step[pos]
+    return syms[k[found]]
 
 
-def table_bytes(table: dict[int, str], symbol_bits: int) -> int:
-    """Bytes to store a canonical code: each symbol and its 5-bit code length."""
-    return (len(table) * (symbol_bits + 5) + 7) // 8
+def huffman_table_bytes(table: dict[int, str], symbol_bits: int) -> bytes:
+    """Serialize a canonical table: uint32 count, symbols (``symbol_bits`` each), lengths."""
+    syms = np.array(sorted(table), np.int64)
+    lengths = np.array([len(table[s]) for s in syms], np.int64)
+    if canonical_code(dict(zip(syms.tolist(), lengths.tolist(), strict=True))) != table:
+        raise ValueError("huffman_table_bytes: the table is not canonical")
+    return (
+        len(syms).to_bytes(TABLE_HEADER_BYTES, "little")
+        + pack_bits(syms, symbol_bits)
+        + pack_bits(lengths, CODE_LENGTH_BITS)
+    )
+
+
+def huffman_table_from_bytes(data: bytes, symbol_bits: int) -> dict[int, str]:
+    """Inverse of :func:`huffman_table_bytes`."""
+    n = int.from_bytes(data[:TABLE_HEADER_BYTES], "little")
+    split = TABLE_HEADER_BYTES + (n * symbol_bits + 7) // 8
+    syms = unpack_bits(data[TABLE_HEADER_BYTES:split], symbol_bits, n)
+    lengths = unpack_bits(data[split:], CODE_LENGTH_BITS, n)
+    return canonical_code(dict(zip(syms.tolist(), lengths.tolist(), strict=True)))
 
 
 # ---------------------------------------------------------------- one layer
@@ -181,14 +302,19 @@ def table_bytes(table: dict[int, str], symbol_bits: int) -> int:
 
 @dataclass
 class LayerStorage:
-    """The bytes of one layer, part by part, after a verified decode round trip."""
+    """The encoded bytes of one layer, part by part, after a verified decode round trip."""
 
     name: str
-    shape: tuple[int, int]
+    shape: tuple[int, int]  # (rows = outputs, cols = inputs)
     nonzeros: int
-    entries: int
+    entries: int  # stored entries: non-zeros + padding entries
     padding_entries: int
-    parts: dict[str, int] = field(default_factory=dict)  # bytes per part
+    blobs: dict[str, bytes] = field(default_factory=dict, repr=False)  # the encoded parts
+
+    @property
+    def parts(self) -> dict[str, int]:
+        """Bytes per part: the length of each encoded byte string."""
+        return {k: len(v) for k, v in self.blobs.items()}
 
     @property
     def total_bytes(self) -> int:
@@ -200,6 +326,7 @@ class LayerStorage:
 
     @property
     def ratio(self) -> float:
+        """Compression ratio against dense float32: float32 bytes / encoded bytes."""
         return self.dense_float32_bytes / max(1, self.total_bytes)
 
     def as_dict(self) -> dict[str, Any]:
@@ -209,11 +336,37 @@ class LayerStorage:
             "nonzeros": self.nonzeros,
             "entries": self.entries,
             "padding_entries": self.padding_entries,
-            "bytes": dict(self.parts),
+            "bytes": self.parts,
             "total_bytes": self.total_bytes,
             "float32_bytes": self.dense_float32_bytes,
             "ratio": round(self.ratio, 2),
         }
+
+
+def value_code_bits(codebook_entries: int) -> int:
+    """Bits of a codebook code: ``ceil(log2(K))``, at least 1."""
+    return max(1, (codebook_entries - 1).bit_length())
+
+
+def col_ptr_bits(entries: int) -> int:
+    """Bits of a column pointer: enough for the largest pointer, the entry count."""
+    return max(1, entries.bit_length())
+
+
+def _stored_codebook(name: str, codebook: Any, padding: bool) -> np.ndarray:
+    """The integer codebook as stored: the given values, plus 0 if padding needs it."""
+    cb = np.asarray(codebook)
+    integral = np.issubdtype(cb.dtype, np.integer) or (
+        np.issubdtype(cb.dtype, np.floating) and np.all(np.isfinite(cb) & (cb == np.round(cb)))
+    )
+    if cb.ndim != 1 or not integral:
+        raise ValueError(f"{name}: codebook must be a 1-D array of integer values")
+    cb = cb.astype(np.int64)
+    if len(np.unique(cb)) != len(cb):
+        raise ValueError(f"{name}: codebook values must be distinct, got {cb.tolist()}")
+    if padding and not np.any(cb == 0):
+        cb = np.concatenate([cb, [0]])
+    return cb
 
 
 def encode_layer(
@@ -223,66 +376,148 @@ def encode_layer(
     index_bits: int = 4,
     codebook: np.ndarray | None = None,
     huffman: bool = False,
+    codebook_storage: CodebookStorage = "float32",
     name: str = "layer",
 ) -> LayerStorage:
     """Encode one layer into bytes, decode them back, check, and count every byte.
 
-    Parts: ``values`` (entry values or codebook codes), ``indices`` (relative row
-    indices), ``col_ptr`` (per-column start, width from the entry count), ``codebook``
-    (``weight_bits`` per centroid) and ``scale`` (1 byte: the power-of-two exponent).
+    ``w_int`` holds the integer weights (``weight_bits``-bit two's complement); with a
+    ``codebook`` (the layer's distinct shared integer weights) entries store
+    ``ceil(log2(K))``-bit codes instead. Parts: ``values``, ``indices`` (relative row
+    indices, ``index_bits`` each), ``col_ptr`` (``cols + 1`` pointers, width from the
+    entry count), ``codebook`` (``float32``, 4 bytes per entry as Deep Compression, or
+    ``int``: ``weight_bits`` each), ``scale`` (1 byte) and, with ``huffman``,
+    ``values_table`` / ``indices_table`` (the serialized canonical code tables).
     """
-    _check_bits("weight_bits", weight_bits, 1, 32)
+    weight_bits = _check_int("weight_bits", weight_bits, 1, 32)
+    index_bits = _check_int("index_bits", index_bits, 1, 16)
+    if codebook_storage not in ("float32", "int"):
+        raise ValueError(
+            f"codebook_storage = {codebook_storage!r} is not allowed; allowed: 'float32', 'int'"
+        )
     w = np.asarray(w_int)
     if w.ndim != 2 or not np.issubdtype(w.dtype, np.integer):
-        raise ValueError(f"{name}: weights must be a 2-D integer matrix, got {w.dtype}{w.shape}")
+        raise ValueError(f"{name}: weights must be a 2-D integer matrix, got {w.dtype} {w.shape}")
+    w = w.astype(np.int64)
+    lo, hi = -(2 ** (weight_bits - 1)), 2 ** (weight_bits - 1) - 1
+    if w.size and (w.min() < lo or w.max() > hi):
+        raise ValueError(
+            f"{name}: weights in {w.min()}..{w.max()} do not fit weight_bits = "
+            f"{weight_bits} ({lo}..{hi})"
+        )
     m = csc_encode(w, index_bits)
-    parts: dict[str, int] = {"scale": 1}
+    blobs: dict[str, bytes] = {}
+    cb = None
     if codebook is not None:
-        codebook = np.asarray(codebook, np.int64)
-        lookup = {int(v): i + 1 for i, v in enumerate(codebook)}  # code 0 = zero
-        missing = set(np.unique(m.values[m.values != 0]).tolist()) - lookup.keys()
-        if missing:
-            raise ValueError(f"{name}: weights {sorted(missing)[:5]} are not in the codebook")
-        codes = np.array([lookup.get(int(v), 0) for v in m.values], np.int64)
-        value_bits = max(1, len(codebook).bit_length())  # codes 0..K
-        parts["codebook"] = len(pack_bits(to_unsigned(codebook, weight_bits), weight_bits))
+        cb = _stored_codebook(name, codebook, m.padding_entries > 0)
+        missing = np.setdiff1d(m.values[m.values != 0], cb)
+        if missing.size:
+            raise ValueError(f"{name}: weights {missing[:5].tolist()} are not in the codebook")
+        value_bits = value_code_bits(len(cb))
+        sorter = np.argsort(cb)
+        codes = sorter[np.searchsorted(cb, m.values, sorter=sorter)] if len(cb) else m.values
+        if codebook_storage == "float32":
+            blobs["codebook"] = cb.astype("<f4").tobytes()
+        else:
+            blobs["codebook"] = pack_bits(to_twos_complement(cb, weight_bits), weight_bits)
     else:
-        codes = to_unsigned(m.values, weight_bits)
         value_bits = weight_bits
-    ptr_bits = max(1, len(m.values).bit_length())
-    ptr_bytes = pack_bits(m.col_ptr, ptr_bits)
+        codes = to_twos_complement(m.values, weight_bits)
     if huffman:
-        vbytes, vtable = huffman_encode(codes)
-        gbytes, gtable = huffman_encode(m.gaps)
-        codes_back = huffman_decode(vbytes, vtable, len(codes))
-        gaps_back = huffman_decode(gbytes, gtable, len(m.gaps))
-        parts["values"] = len(vbytes) + table_bytes(vtable, value_bits)
-        parts["indices"] = len(gbytes) + table_bytes(gtable, index_bits)
+        blobs["values"], vtable = huffman_encode(codes)
+        blobs["values_table"] = huffman_table_bytes(vtable, value_bits)
+        blobs["indices"], gtable = huffman_encode(m.gaps)
+        blobs["indices_table"] = huffman_table_bytes(gtable, index_bits)
     else:
-        vbytes, gbytes = pack_bits(codes, value_bits), pack_bits(m.gaps, index_bits)
-        codes_back = unpack_bits(vbytes, value_bits, len(codes))
-        gaps_back = unpack_bits(gbytes, index_bits, len(m.gaps))
-        parts["values"], parts["indices"] = len(vbytes), len(gbytes)
-    parts["col_ptr"] = len(ptr_bytes)
-    # decode everything back and compare with the matrix: the sizes are of real bytes
-    if codebook is not None:
-        values_back = np.where(codes_back > 0, codebook[np.maximum(codes_back - 1, 0)], 0)
-    else:
-        values_back = from_unsigned(codes_back, weight_bits)
-    back = CscMatrix(
+        blobs["values"] = pack_bits(codes, value_bits)
+        blobs["indices"] = pack_bits(m.gaps, index_bits)
+    ptr_bits = col_ptr_bits(len(m.values))
+    blobs["col_ptr"] = pack_bits(m.col_ptr, ptr_bits)
+    blobs["scale"] = bytes(SCALE_BYTES)
+
+    back = decode_layer(
+        blobs,
         m.shape,
-        values_back,
-        gaps_back,
-        unpack_bits(ptr_bytes, ptr_bits, len(m.col_ptr)),
-        index_bits,
+        entries=len(m.values),
+        weight_bits=weight_bits,
+        index_bits=index_bits,
+        codebook_entries=None if cb is None else len(cb),
+        huffman=huffman,
+        codebook_storage=codebook_storage,
     )
-    if not np.array_equal(csc_decode(back), w):
+    if not np.array_equal(back, w):
         raise ValueError(f"{name}: decode round trip differs from the weights")
     return LayerStorage(
-        name, m.shape, int(np.count_nonzero(w)), len(m.values), m.padding_entries, parts
+        name, m.shape, int(np.count_nonzero(w)), len(m.values), m.padding_entries, blobs
     )
+
+
+def decode_layer(
+    blobs: dict[str, bytes],
+    shape: tuple[int, int],
+    *,
+    entries: int,
+    weight_bits: int,
+    index_bits: int,
+    codebook_entries: int | None,
+    huffman: bool,
+    codebook_storage: CodebookStorage = "float32",
+) -> np.ndarray:
+    """Rebuild the integer weights from the bytes of :func:`encode_layer` alone."""
+    if codebook_entries is not None:
+        value_bits = value_code_bits(codebook_entries)
+        if codebook_storage == "float32":
+            cb = np.frombuffer(blobs["codebook"], "<f4").astype(np.int64)
+        else:
+            raw = unpack_bits(blobs["codebook"], weight_bits, codebook_entries)
+            cb = from_twos_complement(raw, weight_bits)
+    else:
+        value_bits = weight_bits
+    if huffman:
+        vtable = huffman_table_from_bytes(blobs["values_table"], value_bits)
+        gtable = huffman_table_from_bytes(blobs["indices_table"], index_bits)
+        codes = huffman_decode(blobs["values"], vtable, entries)
+        gaps = huffman_decode(blobs["indices"], gtable, entries)
+    else:
+        codes = unpack_bits(blobs["values"], value_bits, entries)
+        gaps = unpack_bits(blobs["indices"], index_bits, entries)
+    if codebook_entries is not None:
+        if codes.size and codes.max() >= len(cb):
+            raise ValueError(f"decode_layer: code {codes.max()} outside a {len(cb)}-entry codebook")
+        values = cb[codes] if codes.size else codes
+    else:
+        values = from_twos_complement(codes, weight_bits)
+    ptr = unpack_bits(blobs["col_ptr"], col_ptr_bits(entries), shape[1] + 1)
+    return csc_decode(CscMatrix(shape, values, gaps, ptr, index_bits))
 
 
 def compression_ratio(layers: list[LayerStorage]) -> float:
-    """float32 bytes of all layers / their encoded bytes."""
+    """Dense float32 bytes of all layers / their encoded bytes."""
     return sum(x.dense_float32_bytes for x in layers) / max(1, sum(x.total_bytes for x in layers))
+
+
+@dataclass
+class StorageReport:
+    """All layers of a model: bytes, float32 bytes and the overall compression ratio."""
+
+    layers: list[LayerStorage]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(x.total_bytes for x in self.layers)
+
+    @property
+    def dense_float32_bytes(self) -> int:
+        return sum(x.dense_float32_bytes for x in self.layers)
+
+    @property
+    def ratio(self) -> float:
+        return compression_ratio(self.layers)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "layers": [x.as_dict() for x in self.layers],
+            "total_bytes": self.total_bytes,
+            "float32_bytes": self.dense_float32_bytes,
+            "ratio": round(self.ratio, 2),
+        }
