@@ -23,13 +23,15 @@ def random_mlp_graph(
     input_bits: int = 8,
     seed: int = 0,
     signed_acts: bool = False,
+    signed_input: bool = False,
 ) -> Graph:
     """An MLP ``InputQuant -> (Dense -> MultiThreshold)* -> Dense(+bias) -> OutputDequant``.
 
     Thresholds are drawn inside the reachable accumulator range of each channel (plus a
     few at ``hi + 1``, never reached, and at ``lo``, always reached) so every output
     level and both extremes occur. ``act_bits = 1`` gives bipolar (±1) activations;
-    ``signed_acts`` gives signed ones (offset ``-2^(b-1)``), as between factored layers.
+    ``signed_acts`` gives signed ones (offset ``-2^(b-1)``), as between factored layers;
+    ``signed_input`` a signed ``InputQuant`` (``[-2^(b-1), 2^(b-1) - 1]``).
     """
     rng = np.random.default_rng(seed)
     nodes = [
@@ -37,10 +39,17 @@ def random_mlp_graph(
             "input",
             "InputQuant",
             [],
-            {"bits": input_bits, "signed": False, "scale": 2.0**-input_bits, "features": features},
+            {
+                "bits": input_bits,
+                "signed": signed_input,
+                "scale": 2.0**-input_bits,
+                "features": features,
+            },
         )
     ]
-    x = IntRange(np.zeros(features, np.int64), np.full(features, 2**input_bits - 1, np.int64))
+    half = 2 ** (input_bits - 1)
+    in_lo, in_hi = (-half, half - 1) if signed_input else (0, 2 * half - 1)
+    x = IntRange(np.full(features, in_lo, np.int64), np.full(features, in_hi, np.int64))
     prev, width = "input", features
     wlo, whi = weight_range(weight_bits)
     for i, h in enumerate([*hidden, classes]):

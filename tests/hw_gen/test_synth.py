@@ -7,7 +7,7 @@ import pytest
 from hw_gen.folding import explicit_fold
 from hw_gen.rtl_gen import generate_rtl
 from hw_gen.synth_yosys import family_of, parse_stat, summarize, synth_xilinx
-from qfab.errors import HardwareError
+from qfab.errors import HardwareError, ToolError
 from qfab.random_graph import random_mlp_graph
 
 
@@ -44,3 +44,13 @@ def test_synth_xilinx_on_a_generated_design(tmp_path):
     # the flip-flops hold at least the two input frames of the ping-pong buffer
     assert res["FF"] >= 2 * 24 * 8
     assert (tmp_path / "synth" / "yosys.log").exists()
+
+
+def test_missing_yosys_is_a_tool_error(tmp_path, monkeypatch):
+    from hw_gen import synth_yosys
+
+    g = random_mlp_graph(12, [7], 5, seed=1)
+    design = generate_rtl(g, explicit_fold(g, [1, 1], [1, 1]), tmp_path / "rtl")
+    monkeypatch.setattr(synth_yosys.shutil, "which", lambda name: None)
+    with pytest.raises(ToolError, match="yosys not found"):
+        synth_xilinx(design, "xc7z020", tmp_path / "synth")

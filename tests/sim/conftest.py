@@ -11,6 +11,19 @@ from sim.compare import compare_rtl_to_golden
 from sim.runner import run_cocotb
 
 
+def input_vectors(graph: Graph, vectors: int, data_seed: int = 0) -> np.ndarray:
+    """Random input integers over the InputQuant's range; vectors 0 and 1 at its extremes."""
+    first = graph.nodes[0]
+    bits, signed = int(first.attrs["bits"]), bool(first.attrs["signed"])
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    x = np.random.default_rng(data_seed).integers(
+        lo, hi + 1, size=(vectors, first.attrs["features"])
+    )
+    x[0] = lo
+    x[1] = hi
+    return x
+
+
 def simulate(
     graph: Graph,
     folds: list[LayerFold],
@@ -26,12 +39,7 @@ def simulate(
 
     ``data_seed`` picks the input vectors, ``seed`` the backpressure pattern.
     """
-    bits = int(graph.nodes[0].attrs["bits"])
-    x = np.random.default_rng(data_seed).integers(
-        0, 2**bits, size=(vectors, graph.nodes[0].attrs["features"])
-    )
-    x[0] = 0  # the extremes of the input range
-    x[1] = 2**bits - 1
+    x = input_vectors(graph, vectors, data_seed)
     design = generate_rtl(rtl_graph or graph, folds, tmp_path / "rtl")
     result = run_cocotb(
         design,

@@ -1,19 +1,22 @@
 """Level 2: generated RTL == golden, integer for integer, on every simulated vector.
 
 Designs are random IR graphs (no training needed) covering odd layer sizes, bit widths
-2/3/4/8, bipolar (w1a1) and signed activations, PE != next SIMD (width converters) and
-full folding; each runs on Verilator, and the main ones on Icarus as a second opinion.
+2/3/4/8, bipolar (w1a1) and signed activations, signed inputs, PE != next SIMD (width
+converters 4->2, 2->24, 4->6, 6->4), no folding and full folding; each runs on
+Verilator, and most on Icarus as a second opinion.
 """
 
 from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 
 from hw_gen.folding import auto_fold, explicit_fold
+from qfab.golden import run_golden_int
 from qfab.random_graph import random_mlp_graph
-from tests.sim.conftest import simulate
+from tests.sim.conftest import input_vectors, simulate
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +60,19 @@ DESIGNS = {
         [13, 4, 7],
         [4, 13, 6],
     ),
+    "w2a3_signed_input_dwc_down": (
+        dict(
+            features=20,
+            hidden=[12],
+            classes=6,
+            weight_bits=2,
+            act_bits=3,
+            input_bits=6,
+            signed_input=True,
+        ),
+        [6, 3],
+        [5, 4],
+    ),
 }
 
 
@@ -79,7 +95,10 @@ def test_verilator_equals_golden(tmp_path, name):
     assert result.cycles_per_frame == pytest.approx(d.cycles_bound, rel=0.05)
 
 
-@pytest.mark.parametrize("name", ["w3a2_24_13_dwc", "w8a8_24_13", "w1a1_bipolar", "w4a3_signed"])
+@pytest.mark.parametrize(
+    "name",
+    ["w3a2_24_13_dwc", "w8a8_24_13", "w1a1_bipolar", "w4a3_signed", "w2a3_signed_input_dwc_down"],
+)
 def test_icarus_equals_golden(tmp_path, name):
     g, folds = design(name)
     _, result, eq = simulate(g, folds, tmp_path, "icarus", vectors=16)
@@ -106,9 +125,15 @@ def test_corrupted_weight_is_reported_at_its_layer(tmp_path):
     w = bad.node("fc1").tensors["weight"]
     w[5, 3] = w[5, 3] + 1 if w[5, 3] < 3 else w[5, 3] - 1
     _, _, eq = simulate(g, folds, tmp_path, "icarus", vectors=40, rtl_graph=bad)
+    # where the corrupted network first differs from the true one, by golden
+    x = input_vectors(g, 40)
+    good, wrong = run_golden_int(g, x).outputs["mt1"], run_golden_int(bad, x).outputs["mt1"]
+    differs = np.flatnonzero((good != wrong).any(axis=1))
+    assert len(differs) > 0, "the corruption must change an activation on these vectors"
     assert eq["mismatches"] > 0
     first = eq["first_mismatch"]
-    assert first["layer"] == "mt1" and first["channel"] == 5
+    assert (first["layer"], first["vector"], first["channel"]) == ("mt1", differs[0], 5)
+    assert (first["golden"], first["rtl"]) == (good[differs[0], 5], wrong[differs[0], 5])
 
 
 def test_auto_folded_mlp_hits_the_bound(tmp_path):
