@@ -1,12 +1,14 @@
 """Resource estimate with Yosys ``synth_xilinx`` (Debian's yosys): LUT, FF, BRAM, DSP.
 
 These are Yosys' technology-mapped cell counts for the part's family, flattened at the
-top: an estimate of what Vivado would place, not its report (Vivado is not available
-here). The script and log stay in ``workdir`` for inspection.
+top and read from ``stat -json`` (the text ``stat`` block is the fallback): an estimate
+of what Vivado would place, not its report (Vivado is not available here). The script,
+log and ``stat.json`` stay in ``workdir`` for inspection.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -41,6 +43,13 @@ def parse_stat(text: str) -> dict[str, int]:
     return cells
 
 
+def stat_cells(path: Path) -> dict[str, int]:
+    """Cell counts of the whole design from ``stat -json`` (Yosys >= 0.10)."""
+    data = json.loads(path.read_text())
+    design = data.get("design") or next(iter(data["modules"].values()))
+    return {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
+
+
 def summarize(cells: dict[str, int]) -> dict[str, int]:
     """LUT = LUT1..LUT6; FF = FD*; BRAM36 = RAMB36 + RAMB18/2 (rounded up); DSP = DSP48*."""
     lut = sum(n for c, n in cells.items() if re.fullmatch(r"LUT[1-6]", c))
@@ -73,7 +82,12 @@ def synth_xilinx(
     workdir.mkdir(parents=True, exist_ok=True)
     script = workdir / "synth.ys"
     reads = "\n".join(f"read_verilog {Path(s).resolve()}" for s in design.sources)
-    script.write_text(f"{reads}\nsynth_xilinx -family {family} -top {design.top} -flatten\nstat\n")
+    stat_json = workdir / "stat.json"
+    stat_json.unlink(missing_ok=True)
+    script.write_text(
+        f"{reads}\nsynth_xilinx -family {family} -top {design.top} -flatten\n"
+        f"tee -q -o {stat_json.resolve()} stat -json\nstat\n"
+    )
     log = workdir / "yosys.log"
     try:
         proc = subprocess.run(
@@ -87,7 +101,7 @@ def synth_xilinx(
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise ToolError(f"yosys failed (exit {proc.returncode}): {' | '.join(tail)}; see {log}")
-    cells = parse_stat(log.read_text())
+    cells = stat_cells(stat_json) if stat_json.exists() else parse_stat(log.read_text())
     return {
         "tool": "yosys",
         "version": _version(yosys),

@@ -44,6 +44,7 @@ def test_synth_xilinx_on_a_generated_design(tmp_path):
     # the flip-flops hold at least the two input frames of the ping-pong buffer
     assert res["FF"] >= 2 * 24 * 8
     assert (tmp_path / "synth" / "yosys.log").exists()
+    assert (tmp_path / "synth" / "stat.json").exists()  # counts read from stat -json
 
 
 def test_missing_yosys_is_a_tool_error(tmp_path, monkeypatch):
