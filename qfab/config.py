@@ -140,6 +140,7 @@ class QuantizeStep(Section):
     act_bits: int = Field(4, ge=1, le=8)
     input_bits: int = Field(8, ge=2, le=8)
     per_channel: bool = False
+    inner_bits: int = Field(8, ge=2, le=8)  # signed requantizer inside factored layers
     epochs: int = Field(10, ge=0, le=10_000)
     distill: DistillConfig | None = None
 

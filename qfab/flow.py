@@ -105,7 +105,6 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     from quant_train.datasets import load_dataset
     from quant_train.equality import compare_brevitas_to_golden
     from quant_train.export_ir import export_model
-    from quant_train.models import FloatMLP
     from quant_train.train import (
         TrainSettings,
         accuracy,
@@ -133,28 +132,32 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
         },
     }
 
-    float_acc = None
-    if cfg.train.float_baseline and is_mlp:
+    m = cfg.model
+    shape = data.image_shape if not is_mlp else (data.features,)
+
+    def zoo_model(**quant: Any) -> Any:
         seed_everything(settings.seed)
-        dims = layer_dims(data.features, cfg, data.classes)
-        fmodel = FloatMLP(data.features, [mh for _, mh in dims[:-1]], data.classes)
+        return build_model(
+            m.arch,
+            shape,
+            data.classes,
+            hidden=list(m.hidden),
+            width=m.width,
+            groups=m.groups,
+            **quant,
+        )
+
+    float_acc = None
+    if cfg.train.float_baseline:
+        fmodel = zoo_model(weight_bits=None)  # the same topology in float32
         with _epochs(console, "float baseline", settings.epochs) as tick:
             train_classifier(fmodel, data.x_train, data.y_train, settings, tick)
         float_acc = accuracy(predict(fmodel, data.x_test), data.y_test)
-    m = cfg.model
-    seed_everything(settings.seed)
-    shape = data.image_shape if not is_mlp else (data.features,)
-    qmodel = build_model(
-        m.arch,
-        shape,
-        data.classes,
-        hidden=list(m.hidden),
+    qmodel = zoo_model(
         weight_bits=m.weight_bits,
         act_bits=m.act_bits,
         input_bits=m.input_bits,
         per_channel=m.per_channel,
-        width=m.width,
-        groups=m.groups,
     )
     label = f"QAT w{m.weight_bits}a{m.act_bits}"
     with _epochs(console, label, settings.epochs) as tick:

@@ -8,6 +8,10 @@ one scale), ``ChannelShuffle`` (ShuffleNet) and depthwise convolutions (MobileNe
 
 Layout: images come in flattened NHWC ``[N, H*W*C]`` like every qfab model; all
 convolutions live in ``self.convs`` (in order) so pruning and MAC counting see them.
+
+With ``weight_bits=None`` a net is its own float32 twin (``nn.Conv2d``, ``nn.ReLU``, no
+quantizers, the same module names): the baseline of ``qfab compress``, whose state
+dict loads into the quantized net (:func:`quant_twin`) for pruning, QAT and sharing.
 """
 
 from __future__ import annotations
@@ -23,34 +27,45 @@ from qfab.errors import ConfigError
 from quant_train.models import activation, weight_quant_kwargs
 
 
+def _value(x: Any) -> torch.Tensor:
+    """The float tensor of a Brevitas QuantTensor, or ``x`` itself in the float twin."""
+    return x.value if hasattr(x, "value") else x
+
+
 class CompactNet(nn.Module):
     """Shared plumbing: input quantizer, conv/bn/act registry, classifier, plan helpers."""
-
-    quantized = True
 
     def __init__(
         self,
         input_shape: tuple[int, int, int],
         classes: int,
         *,
-        weight_bits: int,
-        act_bits: int,
+        weight_bits: int | None,
+        act_bits: int = 8,
         input_bits: int = 8,
         per_channel: bool = False,
+        inner_bits: int = 8,  # accepted for a uniform quant_config; no factored layers here
     ) -> None:
         super().__init__()
+        self.quantized = weight_bits is not None
         self.quant_config = {
             "weight_bits": weight_bits,
             "act_bits": act_bits,
             "input_bits": input_bits,
             "per_channel": per_channel,
+            "inner_bits": inner_bits,
         }
         self.shape = tuple(input_shape)
-        self.input_quant = QuantIdentity(
-            act_quant=Uint8ActPerTensorFixedPointMaxInit,
-            bit_width=input_bits,
-            max_val=1.0 - 2.0**-input_bits,
-            return_quant_tensor=True,
+        self.classes = classes
+        self.input_quant = (
+            QuantIdentity(
+                act_quant=Uint8ActPerTensorFixedPointMaxInit,
+                bit_width=input_bits,
+                max_val=1.0 - 2.0**-input_bits,
+                return_quant_tensor=True,
+            )
+            if self.quantized
+            else nn.Identity()
         )
         self.convs, self.conv_norms, self.conv_acts = (
             nn.ModuleList(),
@@ -58,8 +73,16 @@ class CompactNet(nn.Module):
             nn.ModuleList(),
         )
         self.linears = nn.ModuleList()  # no hidden fully connected layers
-        self._wq = weight_quant_kwargs(weight_bits, per_channel)
+        self._wq = weight_quant_kwargs(weight_bits, per_channel) if self.quantized else None
         self._act_bits = act_bits
+
+    def arch_kwargs(self) -> dict[str, Any]:
+        """The architecture arguments beyond shape and classes (to build a twin)."""
+        return {"width": self.width}
+
+    def activation(self) -> nn.Module:
+        """The block activation: QuantReLU / bipolar sign, or ReLU in the float twin."""
+        return activation(self._act_bits) if self.quantized else nn.ReLU()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -74,12 +97,16 @@ class CompactNet(nn.Module):
                 f"conv{len(self.convs)}: groups={groups} must divide {c_in} input "
                 f"and {c_out} output channels"
             )
-        self.convs.append(
-            QuantConv2d(c_in, c_out, k, padding=k // 2, groups=groups, bias=False, **self._wq)
-        )
+        if self._wq is None:
+            layer: nn.Module = nn.Conv2d(c_in, c_out, k, padding=k // 2, groups=groups, bias=False)
+        else:
+            layer = QuantConv2d(
+                c_in, c_out, k, padding=k // 2, groups=groups, bias=False, **self._wq
+            )
+        self.convs.append(layer)
         self.conv_norms.append(nn.BatchNorm2d(c_out))
-        if shared_act is None:
-            act = activation(self._act_bits)
+        if shared_act is None or not self.quantized:
+            act = self.activation()
         else:  # same quantizer (scale) as another branch, for an exact Concat
             act = type(shared_act)(act_quant=shared_act.act_quant, return_quant_tensor=True)
         self.conv_acts.append(act)
@@ -89,17 +116,19 @@ class CompactNet(nn.Module):
         return self.conv_acts[i](self.conv_norms[i](self.convs[i](x)))
 
     def classifier_for(self, features: int, classes: int) -> None:
-        self.classifier = QuantLinear(
-            features, classes, bias=True, bias_quant=Int32Bias, **self._wq
-        )
+        if self._wq is None:
+            self.classifier: nn.Module = nn.Linear(features, classes)
+        else:
+            self.classifier = QuantLinear(
+                features, classes, bias=True, bias_quant=Int32Bias, **self._wq
+            )
 
     def images(self, x: torch.Tensor) -> Any:
         h, w, c = self.shape
         return self.input_quant(x.reshape(-1, h, w, c).permute(0, 3, 1, 2))
 
     def head(self, q: Any) -> torch.Tensor:
-        out = self.classifier(torch.nn.functional.max_pool2d(q, 2).flatten(1))
-        return out.value if hasattr(out, "value") else out
+        return _value(self.classifier(torch.nn.functional.max_pool2d(q, 2).flatten(1)))
 
     def check_plan(self) -> None:
         """Branch shapes must meet at Add/Concat: checked from the plan, before training."""
@@ -159,6 +188,7 @@ class MobileNetLike(CompactNet):
         self, input_shape: tuple[int, int, int], classes: int, *, width: int = 16, **quant: Any
     ) -> None:
         super().__init__(input_shape, classes, **quant)
+        self.width = width
         c = input_shape[2]
         self.conv(c, width, 3)
         self.conv(width, width, 3, groups=width)  # depthwise
@@ -201,25 +231,29 @@ class ShuffleNetLike(CompactNet):
         super().__init__(input_shape, classes, **quant)
         if width % groups:
             raise ConfigError(f"model.groups = {groups} must divide the width {width}")
-        self.groups = groups
+        self.groups, self.width = groups, width
         self.conv(input_shape[2], width, 3)
         self.conv(width, width, 1, groups=groups)
         self.conv(width, width, 3, groups=width)
         self.conv(width, width, 1, groups=groups)
-        self.add_act = activation(self._act_bits)
+        self.add_act = self.activation()
         h = input_shape[0] // 2 // 2
         self.classifier_for(width * h * h, classes)
         self.check_plan()
 
+    def arch_kwargs(self) -> dict[str, Any]:
+        return {"width": self.width, "groups": self.groups}
+
     def shuffle(self, q: Any) -> torch.Tensor:
-        v = q.value if hasattr(q, "value") else q
+        v = _value(q)
         n, c, h, w = v.shape
         return v.reshape(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stem = torch.nn.functional.max_pool2d(self.run(0, self.images(x)), 2)
         branch = self.run(3, self.run(2, self.shuffle(self.run(1, stem))))
-        q = self.add_act(stem.value + branch.value)  # both exact multiples of power-of-two scales
+        # quantized: both are exact multiples of power-of-two scales, so the float sum is exact
+        q = self.add_act(_value(stem) + _value(branch))
         return self.head(q)
 
     def graph_plan(self) -> list[dict[str, Any]]:
@@ -248,6 +282,7 @@ class SqueezeNetLike(CompactNet):
         self, input_shape: tuple[int, int, int], classes: int, *, width: int = 16, **quant: Any
     ) -> None:
         super().__init__(input_shape, classes, **quant)
+        self.width = width
         self.conv(input_shape[2], width, 3)
         self.conv(width, width // 2, 1)  # squeeze
         e1 = self.conv(width // 2, width, 1)  # expand 1x1
@@ -273,3 +308,18 @@ class SqueezeNetLike(CompactNet):
 
 
 COMPACT = {"mobilenet": MobileNetLike, "shufflenet": ShuffleNetLike, "squeezenet": SqueezeNetLike}
+
+
+def quant_twin(model: CompactNet, **quant: Any) -> CompactNet:
+    """The quantized twin of a float compact net, loaded with its weights and batch norm.
+
+    Same class and architecture; the float state dict fills every weight and batch-norm
+    tensor (quantizer parameters keep their initial values and calibrate during QAT).
+    """
+    if model.quantized:
+        raise ConfigError("compress: 'quantize' needs the float model; it can appear only once")
+    twin = type(model)(model.input_shape, model.classes, **model.arch_kwargs(), **quant)
+    unexpected = twin.load_state_dict(model.state_dict(), strict=False).unexpected_keys
+    if unexpected:
+        raise ConfigError(f"compress: float weights do not fit the quantized net: {unexpected}")
+    return twin

@@ -26,12 +26,12 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
 
-from qfab.config import CompressStep, Config, EncodeStep
+from qfab.config import CompressStep, Config, EncodeStep, QuantizeStep
 from qfab.errors import ConfigError
 from quant_train.datasets import Dataset
 from quant_train.distillation import distillation_loss
 from quant_train.export_ir import quant_ints
-from quant_train.models import FloatMLP, QuantCNN, QuantMLP, float_cnn, linear_modules
+from quant_train.models import FloatMLP, QuantCNN, QuantMLP, linear_modules
 from quant_train.pruning import iterative_prune, make_pruning_permanent, prune_neurons
 from quant_train.train import TrainSettings, accuracy, predict, seed_everything, train_classifier
 
@@ -129,7 +129,7 @@ def keep_zeros(model: nn.Module) -> Iterator[nn.Module]:
             torch_prune.remove(layer, "weight")
 
 
-def float_to_quant(model: nn.Module, settings: Any) -> nn.Module:
+def float_to_quant(model: nn.Module, settings: QuantizeStep) -> nn.Module:
     """The quantized twin of a float model, loaded with its weights and batch-norm state."""
     if model.quantized:
         raise ConfigError(
@@ -141,7 +141,12 @@ def float_to_quant(model: nn.Module, settings: Any) -> nn.Module:
         "act_bits": settings.act_bits,
         "input_bits": settings.input_bits,
         "per_channel": settings.per_channel,
+        "inner_bits": settings.inner_bits,
     }
+    if hasattr(model, "graph_plan"):
+        from quant_train.compact import quant_twin
+
+        return quant_twin(model, **quant)
     if isinstance(model, QuantCNN):
         q: nn.Module = QuantCNN(
             model.input_shape,
@@ -166,29 +171,34 @@ def float_to_quant(model: nn.Module, settings: Any) -> nn.Module:
 
 
 def float_model(cfg: Config, data: Dataset) -> nn.Module:
-    """The float32 baseline of the configured architecture."""
-    from quant_train.zoo import COMPACT_ARCHS, CONV_ARCHS, MLP_SIZES, conv_layers
+    """The float32 baseline of the configured architecture (the zoo's float twin)."""
+    from quant_train.zoo import IMAGE_ARCHS, build_model
 
-    if cfg.model.arch in COMPACT_ARCHS:
-        raise ConfigError(
-            f"model.arch = {cfg.model.arch}: qfab compress has no float twin of "
-            "the compact nets yet; train them with qfab run"
-        )
-
-    if cfg.model.arch in CONV_ARCHS:
-        if len(data.image_shape) != 3:
-            raise ConfigError(f"model.arch = {cfg.model.arch}: needs an image data set")
-        convs, hidden = conv_layers(cfg.model.arch, data.image_shape)
-        return float_cnn(data.image_shape, convs, hidden, data.classes)
-    hidden = list(MLP_SIZES.get(cfg.model.arch, cfg.model.hidden))
-    return FloatMLP(data.features, hidden, data.classes)
+    m = cfg.model
+    shape = data.image_shape if m.arch in IMAGE_ARCHS else (data.features,)
+    return build_model(
+        m.arch,
+        shape or (data.features,),
+        data.classes,
+        hidden=list(m.hidden),
+        weight_bits=None,
+        width=m.width,
+        groups=m.groups,
+    )
 
 
-def precheck_conv_steps(cfg: Config, model: QuantCNN) -> None:
-    """Conv-net checks that need no training: factorization method and ranks."""
+def precheck_conv_steps(cfg: Config, model: nn.Module) -> None:
+    """Conv-net checks that need no training: factorization method and ranks, and the
+    steps a branching (compact) net cannot take."""
     from quant_train.lowrank import conv_ranks
 
     for i, st in enumerate(cfg.compress.steps):
+        if hasattr(model, "graph_plan") and st.kind in ("factorize", "prune_neurons"):
+            raise ConfigError(
+                f"compress.steps[{i}]: '{st.kind}' is not available for model.arch = "
+                f"{cfg.model.arch} (a compact net is already factored by design); allowed "
+                "steps: prune, quantize, share, encode"
+            )
         if st.kind != "factorize":
             continue
         if st.factorize.method == "svd":
@@ -196,9 +206,10 @@ def precheck_conv_steps(cfg: Config, model: QuantCNN) -> None:
                 f"compress.steps[{i}]: factorize.method 'svd' is for MLPs; for "
                 f"model.arch = {cfg.model.arch} use tucker, cp or spatial"
             )
-        if st.factorize.rank is None:
-            raise ConfigError(f"compress.steps[{i}]: {st.factorize.method} needs 'rank'")
-        conv_ranks(st.factorize.method, st.factorize.rank, model.conv_specs, model.input_shape[2])
+        if st.factorize.rank is not None:
+            conv_ranks(
+                st.factorize.method, st.factorize.rank, model.conv_specs, model.input_shape[2]
+            )
 
 
 def precheck_steps(cfg: Config, features: int, hidden: list[int], classes: int) -> None:
@@ -314,7 +325,9 @@ class Pipeline:
             if s.method == "svd":
                 model = svd_factorize(model, rank=s.rank, energy=s.energy)
             else:
-                model = conv_factorize(model, s.method, s.rank, seed=self.cfg.train.seed)
+                model = conv_factorize(
+                    model, s.method, s.rank, seed=self.cfg.train.seed, energy=s.energy
+                )
             seconds = time.perf_counter() - start
             before = accuracy(predict(model, self.data.x_test), self.data.y_test)
             model = self._train(model, s.fine_tune_epochs, "low-rank fine-tune", fine_lr)

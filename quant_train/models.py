@@ -1,4 +1,4 @@
-"""Brevitas model zoo. For now: the quantized MLP of the end-to-end flow.
+"""Brevitas models: the quantized MLP and conv net, their float twins, factored layers.
 
 Every quantizer uses a power-of-two ("fixed point") scale, as FINN-style flows do. Then
 each float32 product and sum in the Brevitas forward is exact as long as the integer
@@ -56,8 +56,16 @@ def activation(bits: int) -> nn.Module:
     )
 
 
+#: Default bits of the signed requantizer between the stages of a factored layer.
+#: Measured on LeNet-5 / digits (bench/lowrank.py): at 4 bits the rank-r intermediate
+#: loses 2-30 points after w4a4 QAT (CP worst: three requantizers in a row); at 8 bits
+#: Tucker-2 and spatial separation stay within a point. Hardware cost: an 8-bit stream
+#: between two small layers.
+INNER_BITS = 8
+
+
 def requantizer(bits: int) -> nn.Module:
-    """Signed power-of-two requantization between the two halves of a factored layer.
+    """Signed power-of-two requantization between the stages of a factored layer.
 
     Keeps the rank-r intermediate at ``bits`` bits, so the second layer's accumulator
     stays small (exact in float32) and hardware sees an ordinary narrow stream.
@@ -95,7 +103,12 @@ class FactoredLinear(nn.Module):
 
 
 def _linear(
-    n: int, m: int, rank: int | None, quant: dict | None, bias: bool = False, act_bits: int = 8
+    n: int,
+    m: int,
+    rank: int | None,
+    quant: dict | None,
+    bias: bool = False,
+    inner_bits: int = INNER_BITS,
 ) -> nn.Module:
     """A (Quant)Linear, or a FactoredLinear of ``rank`` when given."""
 
@@ -107,7 +120,7 @@ def _linear(
 
     if rank is None:
         return make(n, m, bias)
-    req = None if quant is None else requantizer(max(act_bits, 4))
+    req = None if quant is None else requantizer(inner_bits)
     return FactoredLinear(make(n, rank, False), make(rank, m, bias), req)
 
 
@@ -115,7 +128,8 @@ class QuantMLP(nn.Module):
     """``QuantIdentity -> [QuantLinear -> BatchNorm1d -> QuantReLU]* -> QuantLinear``.
 
     Inputs are expected in [0, 1] and quantized unsigned to ``input_bits``. With
-    ``act_bits = 1`` the QuantReLU becomes a bipolar sign activation.
+    ``act_bits = 1`` the QuantReLU becomes a bipolar sign activation. ``inner_bits``
+    is the width of the signed requantizer inside factored (low-rank) layers.
     """
 
     quantized = True
@@ -130,6 +144,7 @@ class QuantMLP(nn.Module):
         act_bits: int,
         input_bits: int,
         per_channel: bool = False,
+        inner_bits: int = INNER_BITS,
         ranks: list[int | None] | None = None,
     ) -> None:
         super().__init__()
@@ -138,6 +153,7 @@ class QuantMLP(nn.Module):
             "act_bits": act_bits,
             "input_bits": input_bits,
             "per_channel": per_channel,
+            "inner_bits": inner_bits,
         }
         ranks = list(ranks) if ranks else [None] * (len(hidden) + 1)
         self.ranks = ranks
@@ -154,11 +170,11 @@ class QuantMLP(nn.Module):
         width = in_features
         wq = weight_quant_kwargs(weight_bits, per_channel)
         for h, r in zip(hidden, ranks, strict=False):
-            self.linears.append(_linear(width, h, r, wq, act_bits=act_bits))
+            self.linears.append(_linear(width, h, r, wq, inner_bits=inner_bits))
             self.norms.append(nn.BatchNorm1d(h))
             self.acts.append(activation(act_bits))
             width = h
-        self.classifier = _linear(width, classes, ranks[-1], wq, bias=True, act_bits=act_bits)
+        self.classifier = _linear(width, classes, ranks[-1], wq, bias=True, inner_bits=inner_bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.input_quant(x)
@@ -264,6 +280,7 @@ class QuantCNN(nn.Module):
         act_bits: int = 8,
         input_bits: int = 8,
         per_channel: bool = False,
+        inner_bits: int = INNER_BITS,
         factors: list[tuple | None] | None = None,
     ) -> None:
         super().__init__()
@@ -274,6 +291,7 @@ class QuantCNN(nn.Module):
             "act_bits": act_bits,
             "input_bits": input_bits,
             "per_channel": per_channel,
+            "inner_bits": inner_bits,
         }
         self.shape = tuple(input_shape)
         self.conv_specs = [tuple(c) for c in convs]
@@ -296,7 +314,7 @@ class QuantCNN(nn.Module):
             return QuantConv2d(i, o, k, padding=pad, bias=False, groups=groups, **wq)
 
         def requant() -> nn.Module | None:
-            return requantizer(max(act_bits, 4)) if self.quantized else None
+            return requantizer(inner_bits) if self.quantized else None
 
         def act() -> nn.Module:
             return activation(act_bits) if self.quantized else nn.ReLU()

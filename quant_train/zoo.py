@@ -20,7 +20,7 @@ from __future__ import annotations
 from torch import nn
 
 from qfab.errors import ConfigError
-from quant_train.models import QuantCNN, QuantMLP
+from quant_train.models import FloatMLP, QuantCNN, QuantMLP
 
 MLP_SIZES = {
     "tfc": [64, 64, 64],
@@ -56,14 +56,18 @@ def build_model(
     classes: int,
     *,
     hidden: list[int] | None = None,
-    weight_bits: int,
-    act_bits: int,
+    weight_bits: int | None,
+    act_bits: int = 8,
     input_bits: int = 8,
     per_channel: bool = False,
     width: int = 16,
     groups: int = 4,
 ) -> nn.Module:
-    """A zoo model for ``input_shape`` (``(features,)`` or ``(H, W, C)``)."""
+    """A zoo model for ``input_shape`` (``(features,)`` or ``(H, W, C)``).
+
+    ``weight_bits=None`` gives the float32 twin (same topology and module names, no
+    quantizers): the accuracy baseline, and the start of ``qfab compress``.
+    """
     quant = {
         "weight_bits": weight_bits,
         "act_bits": act_bits,
@@ -73,10 +77,11 @@ def build_model(
     features = 1
     for d in input_shape:
         features *= int(d)
-    if arch == "mlp":
-        return QuantMLP(features, list(hidden or [64, 64]), classes, **quant)
-    if arch in MLP_SIZES:
-        return QuantMLP(features, MLP_SIZES[arch], classes, **quant)
+    if arch == "mlp" or arch in MLP_SIZES:
+        sizes = list(hidden or [64, 64]) if arch == "mlp" else MLP_SIZES[arch]
+        if weight_bits is None:
+            return FloatMLP(features, sizes, classes)
+        return QuantMLP(features, sizes, classes, **quant)
     if arch in COMPACT_ARCHS:
         from quant_train.compact import COMPACT
 

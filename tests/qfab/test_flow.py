@@ -54,6 +54,7 @@ def test_conv_arch_runs_without_rtl_and_says_why(tmp_path, capsys):
     assert report["equality"]["brevitas_vs_golden"]["mismatches"] == 0
     assert "Conv2d" in report["hardware"]["skipped"]
     assert "rtl_vs_golden" not in report["equality"]
+    assert 0.1 < report["accuracy"]["float"] <= 1  # the float twin of the conv net trained
 
 
 def test_compress_command_writes_table_json_and_exact_ir(tmp_path, capsys):

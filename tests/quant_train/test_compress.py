@@ -8,7 +8,7 @@ import pytest
 
 from qfab.config import parse_config
 from qfab.errors import ConfigError
-from quant_train.compress import Pipeline, count, survey_table
+from quant_train.compress import Pipeline, conv_macs, count, survey_table
 from quant_train.models import FloatMLP
 
 
@@ -97,6 +97,62 @@ def test_conv_net_pipeline_keeps_exactness(digits):
             config([{"factorize": {"method": "tucker", "rank": [None, [7, 4]]}}], arch="lenet5"),
             digits,
         ).run()
+
+
+@pytest.mark.parametrize("arch", ["shufflenet", "squeezenet"])
+def test_compact_net_pipeline_prunes_quantizes_shares_exactly(digits, arch):
+    """A compact net starts from its float twin, keeps its branches, and stays exact."""
+    from quant_train.equality import compare_brevitas_to_golden
+    from quant_train.export_ir import export_model
+
+    cfg = config(
+        [
+            {"prune": {"sparsity": 0.5, "fine_tune_epochs": 1}},
+            {"quantize": {"weight_bits": 4, "act_bits": 4, "epochs": 1}},
+            {"share": {"clusters": 6, "fine_tune_epochs": 1}},
+            {"encode": {"index_bits": 4}},
+        ],
+        arch=arch,
+        epochs=1,
+    )
+    pipe = Pipeline(cfg, digits)
+    model = pipe.run()
+    assert not pipe.teacher.quantized and model.quantized
+    base, pruned, *_, encoded = pipe.rows
+    assert pruned.params == pytest.approx(base.params / 2, abs=2)
+    assert encoded.storage == "encoded bytes" and encoded.params == pruned.params
+    graph = export_model(model)
+    ops = {n.op for n in graph.nodes}
+    assert ({"Add", "ChannelShuffle"} if arch == "shufflenet" else {"Concat"}) <= ops
+    for n in graph.nodes:
+        if n.op in ("Conv2d", "Dense"):
+            assert len(n.tensors["codebook"]) <= 2 * 6, n.name
+    eq = compare_brevitas_to_golden(model, graph, digits.x_test)
+    assert eq.mismatches == 0, eq.first_mismatch
+
+
+@pytest.mark.parametrize(
+    "step", [{"factorize": {"method": "tucker", "rank": 2}}, {"prune_neurons": {}}]
+)
+def test_compact_nets_refuse_shape_changing_steps_before_training(digits, step):
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="is not available for model.arch = mobilenet"):
+        Pipeline(config([step], arch="mobilenet", epochs=200), digits).run()
+    assert time.perf_counter() - start < 5, "must fail before the 200-epoch baseline"
+
+
+def test_conv_energy_factorization_runs_in_the_pipeline(digits):
+    cfg = config(
+        [{"factorize": {"method": "spatial", "energy": 0.7, "fine_tune_epochs": 1}}],
+        arch="lenet5",
+        epochs=1,
+    )
+    pipe = Pipeline(cfg, digits)
+    pipe.run()
+    row = pipe.rows[-1]
+    assert row.step == "factorize spatial energy 70%"
+    assert any(f is not None for f in row.detail["factors"])
+    assert row.detail["conv_macs"] < conv_macs(pipe.teacher)
 
 
 @pytest.mark.slow
