@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from qfab.compress_flow import COLUMNS, format_cell
+from qfab.compress_flow import COLUMNS, TEXT_COLUMNS, format_cell
 from qfab.config import parse_config
 from quant_train.compress import Pipeline, survey_table
 from quant_train.datasets import load_dataset
@@ -84,19 +84,18 @@ def run(
 
 def show(console: Console, tables: list[list[dict[str, Any]]], published: bool) -> None:
     t = Table(title="compression (measured in this run)")
-    t.add_column("model")
-    t.add_column("data")
-    for _, title in COLUMNS:
-        t.add_column(title, justify="left" if title == "step" else "right")
+    for key, title in COLUMNS:
+        t.add_column(title, justify="left" if key in TEXT_COLUMNS else "right")
     for table in tables:
         for r in table:
-            t.add_row(r["model"], r["dataset"], *(format_cell(k, r[k]) for k, _ in COLUMNS))
+            t.add_row(*(format_cell(k, r[k]) for k, _ in COLUMNS))
         t.add_section()
     if published:
         p = PUBLISHED_LENET300
         t.add_row(
             p["model"],
             "MNIST",
+            f"{1 - p['baseline_error']:.2%}",
             "prune+quantize+share+Huffman",
             f"{1 - p['error']:.2%}",
             f"{(p['baseline_error'] - p['error']) * 100:+.2f} pt",

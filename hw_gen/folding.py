@@ -44,18 +44,37 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def check_fold(fold: LayerFold) -> LayerFold:
-    """Raise naming the layer and the allowed values when PE/SIMD do not divide MH/MW."""
-    if fold.pe < 1 or fold.mh % fold.pe:
-        raise HardwareError(
-            f"{fold.name}: PE = {fold.pe} must divide MH = {fold.mh}; allowed: {divisors(fold.mh)}"
-        )
-    if fold.simd < 1 or fold.mw % fold.simd:
-        raise HardwareError(
-            f"{fold.name}: SIMD = {fold.simd} must divide MW = {fold.mw}; "
-            f"allowed: {divisors(fold.mw)}"
-        )
+def check_fold(fold: LayerFold, index: int | None = None) -> LayerFold:
+    """Raise naming the layer (and, with ``index``, the config key ``hw.folding.pe[i]``)
+    and the allowed values when PE/SIMD do not divide MH/MW."""
+    for key, value, dim, size in (
+        ("pe", fold.pe, "MH", fold.mh),
+        ("simd", fold.simd, "MW", fold.mw),
+    ):
+        if value < 1 or size % value:
+            where = (
+                f"hw.folding.{key}[{index}] = {value} ({fold.name})"
+                if index is not None
+                else f"{fold.name}: {key.upper()} = {value}"
+            )
+            raise HardwareError(f"{where} must divide {dim} = {size}; allowed: {divisors(size)}")
     return fold
+
+
+def fold_layers(
+    layers: list[tuple[str, int, int]], pe: list[int], simd: list[int]
+) -> list[LayerFold]:
+    """The user's folding for ``(name, MW, MH)`` layers: one PE and SIMD each, checked."""
+    for key, vals in (("pe", pe), ("simd", simd)):
+        if len(vals) != len(layers):
+            raise HardwareError(
+                f"hw.folding.{key}: {len(vals)} entries for {len(layers)} "
+                "Dense layers; give one per layer"
+            )
+    return [
+        check_fold(LayerFold(name, mw, mh, p, s), i)
+        for i, ((name, mw, mh), p, s) in enumerate(zip(layers, pe, simd, strict=True))
+    ]
 
 
 def dense_layers(graph: Graph) -> list[tuple[str, int, int]]:
@@ -69,17 +88,7 @@ def dense_layers(graph: Graph) -> list[tuple[str, int, int]]:
 
 def explicit_fold(graph: Graph, pe: list[int], simd: list[int]) -> list[LayerFold]:
     """The user's folding, one PE and one SIMD per Dense layer, checked."""
-    layers = dense_layers(graph)
-    for key, vals in (("pe", pe), ("simd", simd)):
-        if len(vals) != len(layers):
-            raise HardwareError(
-                f"hw.folding.{key}: {len(vals)} entries for {len(layers)} "
-                "Dense layers; give one per layer"
-            )
-    return [
-        check_fold(LayerFold(name, mw, mh, p, s))
-        for (name, mw, mh), p, s in zip(layers, pe, simd, strict=True)
-    ]
+    return fold_layers(dense_layers(graph), pe, simd)
 
 
 def auto_fold(graph: Graph, target_cycles: int) -> list[LayerFold]:

@@ -3,7 +3,7 @@
 Writes ``DIR/compression.json`` (rows + per-layer storage), ``DIR/compression.md`` (the
 survey-style table), and, when the result is quantized, ``DIR/model.qfab.npz`` after
 checking golden == Brevitas on every test vector. Outputs appear atomically (temp folder,
-then rename), as for ``qfab run``.
+then rename), as for ``qfab run``; a mismatch keeps them and exits 2 afterwards.
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ from qfab.config import Config
 from qfab.errors import MismatchError
 from qfab.flow import atomic_output
 
+#: The survey table's columns (key in :func:`survey_table` rows, heading), in order.
 COLUMNS = [
+    ("model", "model"),
+    ("dataset", "data set"),
+    ("baseline_acc", "baseline acc"),
     ("step", "step"),
     ("acc", "accuracy"),
     ("delta", "Δ acc"),
@@ -31,6 +35,9 @@ COLUMNS = [
     ("MACs", "FLOPs (MACs)"),
     ("Sr", "Sr"),
 ]
+
+
+TEXT_COLUMNS = ("model", "dataset", "step")
 
 
 def format_cell(key: str, value: Any) -> str:
@@ -61,8 +68,8 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
 
 def print_table(console: Console, table: list[dict[str, Any]]) -> None:
     t = Table(title=f"compression: {table[0]['model']} on {table[0]['dataset']}")
-    for _, title in COLUMNS:
-        t.add_column(title, justify="left" if title == "step" else "right")
+    for key, title in COLUMNS:
+        t.add_column(title, justify="left" if key in TEXT_COLUMNS else "right")
     for r in table:
         t.add_row(*(format_cell(k, r[k]) for k, _ in COLUMNS))
     console.print(t)
@@ -106,16 +113,16 @@ def run_compress(cfg: Config, out: Path, console: Console | None = None) -> list
             graph = export_model(model, {"dataset": data.name, "compress": True})
             eq = compare_brevitas_to_golden(model, graph, data.x_test)
             report["brevitas_vs_golden"] = eq.as_dict()
-            if eq.mismatches:
-                raise MismatchError(
-                    f"compressed model: Brevitas != golden on {eq.mismatches} "
-                    f"vectors; first: {eq.first_mismatch}"
-                )
-            graph.save(work / "model.qfab.npz")
+            graph.save(work / "model.qfab.npz")  # kept on a mismatch too, to inspect
         (work / "compression.json").write_text(json.dumps(report, indent=2) + "\n")
         (work / "compression.md").write_text(markdown_table(table))
     print_table(console, table)
     if "brevitas_vs_golden" in report:
         b = report["brevitas_vs_golden"]
         console.print(f"Brevitas == golden: {b['mismatches']} mismatches / {b['vectors']} vectors")
+        if b["mismatches"]:
+            raise MismatchError(
+                f"compressed model: Brevitas != golden on {b['mismatches']} vectors; "
+                f"first: {b['first_mismatch']} (report: {Path(out) / 'compression.json'})"
+            )
     return table

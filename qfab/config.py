@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -21,7 +22,9 @@ from pydantic import (
 
 from qfab.errors import ConfigError
 
-PositiveInt = Annotated[int, Field(ge=1)]
+#: ``true`` is not a number of bits: every integer key is strict (no bool, no float).
+Int = StrictInt
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
 
 
 class Section(BaseModel):
@@ -44,12 +47,12 @@ class ModelConfig(Section):
         "squeezenet",
     ] = "mlp"
     hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 64])
-    weight_bits: int = Field(2, ge=1, le=8)
-    act_bits: int = Field(2, ge=1, le=8)
-    input_bits: int = Field(8, ge=2, le=8)
+    weight_bits: Int = Field(2, ge=1, le=8)
+    act_bits: Int = Field(2, ge=1, le=8)
+    input_bits: Int = Field(8, ge=2, le=8)
     per_channel: bool = False
-    width: int = Field(16, ge=1, le=1024)  # compact nets: base channel count
-    groups: int = Field(4, ge=1, le=1024)  # shufflenet: groups of the 1x1 convolutions
+    width: Int = Field(16, ge=1, le=1024)  # compact nets: base channel count
+    groups: Int = Field(4, ge=1, le=1024)  # shufflenet: groups of the 1x1 convolutions
 
     @field_validator("hidden")
     @classmethod
@@ -62,10 +65,10 @@ class ModelConfig(Section):
 class TrainConfig(Section):
     """``train:`` quantization-aware training settings."""
 
-    epochs: int = Field(40, ge=1, le=10_000)
-    seed: int = Field(0, ge=0)
+    epochs: Int = Field(40, ge=1, le=10_000)
+    seed: Int = Field(0, ge=0)
     lr: float = Field(0.01, gt=0, le=1)
-    batch_size: int = Field(64, ge=2, le=65_536)
+    batch_size: Int = Field(64, ge=2, le=65_536)
     float_baseline: bool = True
 
 
@@ -80,7 +83,7 @@ class HwConfig(Section):
     """``hw:`` hardware generation."""
 
     folding: Literal["auto"] | FoldingConfig = "auto"
-    target_cycles: int = Field(64, ge=1)
+    target_cycles: Int = Field(64, ge=1)
 
 
 class SimConfig(Section):
@@ -88,7 +91,7 @@ class SimConfig(Section):
 
     enabled: bool = True
     simulator: Literal["verilator", "icarus"] = "verilator"
-    vectors: int = Field(200, ge=1, le=100_000)
+    vectors: Int = Field(200, ge=1, le=100_000)
     backpressure: bool = False
 
 
@@ -115,7 +118,7 @@ class PruneStep(Section):
     sparsity: Fraction = 0.9
     scope: Literal["layer", "global"] = "global"
     schedule: list[Fraction] | None = None
-    fine_tune_epochs: int = Field(5, ge=0, le=10_000)
+    fine_tune_epochs: Int = Field(5, ge=0, le=10_000)
 
 
 class PruneNeuronsStep(Section):
@@ -123,7 +126,7 @@ class PruneNeuronsStep(Section):
 
     fraction: Fraction = 0.5
     criterion: Literal["filter", "channel"] = "filter"
-    fine_tune_epochs: int = Field(5, ge=0, le=10_000)
+    fine_tune_epochs: Int = Field(5, ge=0, le=10_000)
 
 
 class DistillConfig(Section):
@@ -136,20 +139,20 @@ class DistillConfig(Section):
 class QuantizeStep(Section):
     """QAT from the current float weights (pruned zeros stay zero)."""
 
-    weight_bits: int = Field(4, ge=1, le=8)
-    act_bits: int = Field(4, ge=1, le=8)
-    input_bits: int = Field(8, ge=2, le=8)
+    weight_bits: Int = Field(4, ge=1, le=8)
+    act_bits: Int = Field(4, ge=1, le=8)
+    input_bits: Int = Field(8, ge=2, le=8)
     per_channel: bool = False
-    inner_bits: int = Field(8, ge=2, le=8)  # signed requantizer inside factored layers
-    epochs: int = Field(10, ge=0, le=10_000)
+    inner_bits: Int = Field(8, ge=2, le=8)  # signed requantizer inside factored layers
+    epochs: Int = Field(10, ge=0, le=10_000)
     distill: DistillConfig | None = None
 
 
 class ShareStep(Section):
     """Deep Compression weight sharing: k-means per layer, then centroid fine-tuning."""
 
-    clusters: Annotated[int, Field(ge=1, le=256)] | list[Annotated[int, Field(ge=1, le=256)]] = 16
-    fine_tune_epochs: int = Field(5, ge=0, le=10_000)
+    clusters: Annotated[Int, Field(ge=1, le=256)] | list[Annotated[Int, Field(ge=1, le=256)]] = 16
+    fine_tune_epochs: Int = Field(5, ge=0, le=10_000)
 
 
 class FactorizeStep(Section):
@@ -159,7 +162,7 @@ class FactorizeStep(Section):
     method: Literal["svd", "tucker", "cp", "spatial"] = "svd"
     rank: PositiveInt | list[PositiveInt | list[PositiveInt] | None] | None = None
     energy: float | None = Field(None, gt=0, le=1)
-    fine_tune_epochs: int = Field(5, ge=0, le=10_000)
+    fine_tune_epochs: Int = Field(5, ge=0, le=10_000)
 
     @model_validator(mode="after")
     def _one_of(self) -> FactorizeStep:
@@ -171,7 +174,7 @@ class FactorizeStep(Section):
 class EncodeStep(Section):
     """Storage accounting from real encoded bytes (CSC, relative indices, Huffman)."""
 
-    index_bits: int = Field(4, ge=1, le=16)
+    index_bits: Int = Field(4, ge=1, le=16)
     huffman: bool = True
 
 
@@ -274,6 +277,8 @@ def _format_error(err: dict[str, Any], source: str) -> str:
         inner = _field_at(loc[:-1])[1] if len(loc) > 1 else None
         owner = _models_in(inner.annotation)[0] if inner is not None else model
         return f"{source}: unknown key '{key}'; allowed here: {', '.join(owner.model_fields)}"
+    if err["type"] == "missing":
+        return f"{source}: {key} is missing; {_allowed(loc) or 'it is required here'}"
     value = err.get("input")
     shown = "" if isinstance(value, dict | list) else f" = {value!r}"
     if err["type"] == "value_error":

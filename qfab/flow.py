@@ -8,6 +8,7 @@ never leaves a half-written output folder behind.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import shutil
@@ -53,32 +54,32 @@ def layer_dims(features: int, cfg: Config, classes: int) -> list[tuple[int, int]
     return list(itertools.pairwise(sizes))
 
 
-def precheck_folding(cfg: Config, dims: list[tuple[int, int]]) -> None:
-    """Reject an explicit folding that cannot fit the layers *before* any training."""
-    from hw_gen.folding import LayerFold, check_fold
+def precheck_hardware(cfg: Config, dims: list[tuple[int, int]] | None) -> None:
+    """Reject an explicit folding that cannot fit the MLP's layers (``dims``: (MW, MH)
+    each, None for conv nets) and an unknown synthesis part *before* any training."""
+    from hw_gen.folding import fold_layers
+    from hw_gen.synth_yosys import family_of
 
-    if cfg.hw.folding == "auto":
-        return
-    pe, simd = cfg.hw.folding.pe, cfg.hw.folding.simd
-    for key, vals in (("pe", pe), ("simd", simd)):
-        if len(vals) != len(dims):
-            raise ConfigError(
-                f"hw.folding.{key}: {len(vals)} entries for {len(dims)} Dense "
-                f"layers; give one per layer"
-            )
-    for i, ((mw, mh), p, s) in enumerate(zip(dims, pe, simd, strict=True)):
-        check_fold(LayerFold(f"fc{i}", mw, mh, p, s))
+    if dims is not None and cfg.hw.folding != "auto":
+        layers = [(f"fc{i}", mw, mh) for i, (mw, mh) in enumerate(dims)]
+        fold_layers(layers, list(cfg.hw.folding.pe), list(cfg.hw.folding.simd))
+    if cfg.synth.enabled:
+        family_of(cfg.synth.part)
 
 
 @contextmanager
 def atomic_output(out: Path) -> Iterator[Path]:
-    """Yield a temp folder beside ``out``; on success it replaces ``out``, else vanishes."""
+    """Yield a temp folder beside ``out``; on success it replaces ``out``, else vanishes
+    (with any parent folders it had to create). The result gets the usual ``0o755``
+    permissions, not ``mkdtemp``'s private ``0o700``."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
+    created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         yield tmp
+        tmp.chmod(0o755)
         old = None
         if out.exists():
             old = out.with_name(f".{out.name}.old-{time.time_ns()}")
@@ -88,14 +89,24 @@ def atomic_output(out: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for parent in created:  # innermost first; only folders this call made
+            with contextlib.suppress(OSError):
+                parent.rmdir()
         raise
 
 
 def run_flow(cfg: Config, out: Path, console: Console | None = None) -> dict[str, Any]:
-    """Run every stage, write ``out/{model.qfab.npz, rtl/, report.json}``; return the report."""
+    """Run every stage, write ``out/{model.qfab.npz, rtl/, report.json}``; return the report.
+
+    A failed equality is a finished run, not a partial one: the folder is kept (the
+    report names the first mismatch, the IR and RTL are there to inspect) and the
+    :class:`MismatchError` is raised after it is in place. Any other error leaves nothing.
+    """
     console = console or Console()
     with atomic_output(Path(out)) as work:
         report = _run_stages(cfg, work, console)
+    if report.get("mismatch"):
+        raise MismatchError(f"{report['mismatch']} (report: {Path(out) / 'report.json'})")
     return report
 
 
@@ -118,8 +129,7 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     with log.stage("data", f"data set '{cfg.dataset_name}'"):
         data = load_dataset(cfg.dataset_name, cfg.dataset_path)
     is_mlp = cfg.model.arch not in IMAGE_ARCHS
-    if is_mlp:
-        precheck_folding(cfg, layer_dims(data.features, cfg, data.classes))
+    precheck_hardware(cfg, layer_dims(data.features, cfg, data.classes) if is_mlp else None)
     settings = TrainSettings(cfg.train.epochs, cfg.train.seed, cfg.train.lr, cfg.train.batch_size)
     report: dict[str, Any] = {
         "config": cfg.model_dump(mode="json"),
@@ -179,11 +189,12 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
         "brevitas_vs_golden": {**eq1.as_dict(), "float32_exact": graph.meta["float32_exact"]}
     }
     if eq1.mismatches:
-        _write_report(work, report)
-        raise MismatchError(
+        report["mismatch"] = (
             f"Brevitas != golden on {eq1.mismatches}/{eq1.vectors} vectors; "
             f"first: {eq1.first_mismatch}"
         )
+        _write_report(work, report)
+        return report  # no hardware for a model the IR does not reproduce
 
     unsupported = sorted({n.op for n in graph.nodes} - RTL_OPS)
     if unsupported:
@@ -197,14 +208,14 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     else:
         _hardware(cfg, graph, data, work, log, report)
     report["seconds"] = log.seconds
-    _write_report(work, report)
-    print_summary(console, report)
     rtl_eq = report["equality"].get("rtl_vs_golden")
     if rtl_eq and rtl_eq["mismatches"]:
-        raise MismatchError(
+        report["mismatch"] = (
             f"RTL != golden on {rtl_eq['mismatches']}/{rtl_eq['vectors']} "
             f"vectors; first: {rtl_eq['first_mismatch']}"
         )
+    _write_report(work, report)
+    print_summary(console, report)
     return report
 
 
@@ -335,7 +346,14 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
             f"measured {cpf['measured']:.2f}   model {cpf['model']}   ratio {cpf['ratio']:.3f}",
         )
     elif cpf["model"] is not None:
-        table.add_row("cycles / frame", f"model {cpf['model']} (not simulated)")
+        why = (
+            "not simulated"
+            if "rtl_vs_golden" not in eq
+            else "not steady state: backpressure on"
+            if "backpressure" in cpf.get("method", "")
+            else "not measured: fewer than 3 frames"
+        )
+        table.add_row("cycles / frame", f"model {cpf['model']} ({why})")
     if "skipped" in report.get("hardware", {}):
         table.add_row("hardware", report["hardware"]["skipped"])
     if "resources" in report:

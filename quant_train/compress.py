@@ -31,8 +31,13 @@ from qfab.errors import ConfigError
 from quant_train.datasets import Dataset
 from quant_train.distillation import distillation_loss
 from quant_train.export_ir import quant_ints
-from quant_train.models import FloatMLP, QuantCNN, QuantMLP, linear_modules
-from quant_train.pruning import iterative_prune, make_pruning_permanent, prune_neurons
+from quant_train.models import FloatMLP, QuantCNN, QuantMLP
+from quant_train.pruning import (
+    iterative_prune,
+    make_pruning_permanent,
+    prunable_layers,
+    prune_neurons,
+)
 from quant_train.train import TrainSettings, accuracy, predict, seed_everything, train_classifier
 
 
@@ -52,21 +57,19 @@ class Row:
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
     """(name, layer, output pixels) of every weight layer: MACs = non-zeros * pixels.
 
-    Pixels are measured with a forward pass (hooks on every conv), so factored,
-    depthwise and non-square convolutions are counted as they really run.
+    The layers are :func:`~quant_train.pruning.prunable_layers`; pixels are measured with
+    a forward pass (hooks on every conv), so factored, depthwise and non-square
+    convolutions are counted as they really run.
     """
-    from quant_train.models import FactoredConv
-
-    convs: list[nn.Module] = []
-    for conv in getattr(model, "convs", []):
-        convs += list(conv.stages) if isinstance(conv, FactoredConv) else [conv]
+    layers = prunable_layers(model)
+    convs = [layer for _, layer in layers if isinstance(layer, nn.Conv2d)]
     pixels: dict[int, int] = {}
     if convs:
         hooks = [
             c.register_forward_hook(
-                lambda m, a, out, i=i: pixels.__setitem__(i, int(out.shape[-1] * out.shape[-2]))
+                lambda m, a, out: pixels.__setitem__(id(m), int(out.shape[-1] * out.shape[-2]))
             )
-            for i, c in enumerate(convs)
+            for c in convs
         ]
         was_training = model.training
         try:
@@ -76,9 +79,7 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
             model.train(was_training)
             for h in hooks:
                 h.remove()
-    out = [(f"conv{i}", conv, pixels[i]) for i, conv in enumerate(convs)]
-    out += [(f"fc{len(out) + i}", lin, 1) for i, lin in enumerate(linear_modules(model))]
-    return out
+    return [(name, layer, pixels.get(id(layer), 1)) for name, layer in layers]
 
 
 def count(model: nn.Module) -> tuple[int, int, int]:
@@ -232,6 +233,11 @@ def precheck_steps(cfg: Config, features: int, hidden: list[int], classes: int) 
             raise ConfigError(f"compress.steps[{i}]: '{st.kind}' needs 'quantize' before it")
         if st.kind in ("factorize",) and "quantize" in kinds[:i]:
             raise ConfigError(f"compress.steps[{i}]: 'factorize' must come before 'quantize'")
+        if st.kind == "prune_neurons" and "factorize" in kinds[:i]:
+            raise ConfigError(
+                f"compress.steps[{i}]: 'prune_neurons' must come before 'factorize' "
+                "(factored layers are not sliced)"
+            )
     if kinds.count("quantize") > 1:
         raise ConfigError("compress.steps: 'quantize' may appear only once")
 

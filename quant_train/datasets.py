@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,15 +121,21 @@ def _find(folder: Path, stem: str) -> Path:
 
 
 def _labels(images: np.ndarray, labels: np.ndarray, classes: int, where: str) -> np.ndarray:
+    """Labels as int64, after checking they are 1-D integers in ``0..classes-1``, one per
+    image (a float, negative or out-of-range label is a mislabelled file, not a class)."""
+    labels = np.asarray(labels)
     if labels.ndim != 1:
         raise DataError(f"{where}: labels must be 1-D, got shape {labels.shape}")
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{where}: labels must be integers, got {labels.dtype}")
     if len(labels) != len(images):
         raise DataError(
             f"{where}: {len(images)} images but {len(labels)} labels "
             "(mismatched or mislabelled files)"
         )
-    if len(labels) and labels.max() >= classes:
-        raise DataError(f"{where}: label {int(labels.max())} outside 0..{classes - 1}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
+        raise DataError(f"{where}: label {bad} outside 0..{classes - 1}")
     return labels.astype(np.int64)
 
 
@@ -138,8 +145,9 @@ def load_idx_folder(name: str, folder: Path | None) -> Dataset:
         raise ConfigError(f"dataset.path: {name} needs the folder holding its IDX files")
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder}: {name} folder not found")
+        raise DataError(f"dataset.path = {folder}: {name} folder not found")
     parts = {}
+    shape: tuple[int, ...] = ()
     for split, prefix in (("train", "train"), ("test", "t10k")):
         img_path = _find(folder, f"{prefix}-images-idx3-ubyte")
         lbl_path = _find(folder, f"{prefix}-labels-idx1-ubyte")
@@ -148,6 +156,11 @@ def load_idx_folder(name: str, folder: Path | None) -> Dataset:
             raise DataError(f"{img_path}: expected [N, rows, cols] images, got {images.shape}")
         labels = _labels(images, read_idx(lbl_path), 10, f"{img_path.name} / {lbl_path.name}")
         parts[split] = ((images.reshape(len(images), -1) / 255.0).astype(np.float32), labels)
+        if shape and (*images.shape[1:], 1) != shape:
+            raise DataError(
+                f"{img_path}: test images are {list(images.shape[1:])}, training images "
+                f"{list(shape[:2])}; both splits must have one image size"
+            )
         shape = (*images.shape[1:], 1)
     return Dataset(name, *parts["train"], *parts["test"], classes=10, image_shape=shape)
 
@@ -179,6 +192,8 @@ def load_cifar10(folder: Path | None) -> Dataset:
     if folder is None:
         raise ConfigError("dataset.path: cifar10 needs the folder 'cifar-10-batches-py'")
     folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"dataset.path = {folder}: cifar10 folder not found")
     train = sorted(folder.glob("data_batch_*"))
     if not train:
         raise DataError(f"{folder}: no data_batch_* files")
@@ -196,17 +211,19 @@ def load_npz(path: Path | None) -> Dataset:
         raise ConfigError("dataset.path: npz needs the .npz file")
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"dataset.path = {path}: file not found")
     try:
         data = dict(np.load(path, allow_pickle=False))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a NumPy .npz archive ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a NumPy .npz archive, or truncated ({exc})") from None
     for key in ("x", "y"):
         if key not in data:
             raise DataError(f"{path}: missing array '{key}' (has {sorted(data)})")
 
     def features(x: np.ndarray, key: str) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+        if not np.all(np.isfinite(x)):
+            raise DataError(f"{path}: '{key}' holds NaN or infinite values")
         if x.size and (x.min() < 0 or x.max() > 1):
             raise DataError(
                 f"{path}: '{key}' must be scaled to [0, 1] (found {x.min():g}..{x.max():g})"
@@ -214,8 +231,10 @@ def load_npz(path: Path | None) -> Dataset:
         return x
 
     y = np.asarray(data["y"])
-    if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
-        raise DataError(f"{path}: 'y' must hold non-negative integer labels")
+    for key in ("y", "y_test"):
+        v = np.asarray(data.get(key, y))
+        if not np.issubdtype(v.dtype, np.integer) or (v.size and v.min() < 0):
+            raise DataError(f"{path}: '{key}' must hold non-negative integer labels")
     classes = int(max(y.max(), data.get("y_test", y).max())) + 1
     x = features(data["x"], "x")
     y = _labels(x, y, classes, str(path))
@@ -224,6 +243,10 @@ def load_npz(path: Path | None) -> Dataset:
         if "x_test" not in data or "y_test" not in data:
             raise DataError(f"{path}: give both 'x_test' and 'y_test' or neither")
         x_te = features(data["x_test"], "x_test")
+        if x_te.shape[1] != x.shape[1]:
+            raise DataError(
+                f"{path}: 'x_test' has {x_te.shape[1]} features per sample, 'x' has {x.shape[1]}"
+            )
         return Dataset(
             path.stem, x, y, x_te, _labels(x_te, data["y_test"], classes, str(path)), classes, shape
         )

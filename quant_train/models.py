@@ -443,14 +443,17 @@ class FloatMLP(nn.Module):
         return self.classifier(x)
 
 
+def conv_modules(model: nn.Module) -> list[nn.Module]:
+    """Every convolution weight layer in order, factored convolutions expanded into stages."""
+    out: list[nn.Module] = []
+    for conv in getattr(model, "convs", []):
+        out += list(conv.stages) if isinstance(conv, FactoredConv) else [conv]
+    return out
+
+
 def linear_modules(model: nn.Module) -> list[nn.Module]:
     """Every fully connected weight layer in order, factored layers expanded into halves."""
     out: list[nn.Module] = []
     for lin in [*model.linears, model.classifier]:
         out += [lin.first, lin.second] if isinstance(lin, FactoredLinear) else [lin]
     return out
-
-
-def hidden_sizes(model: nn.Module) -> list[int]:
-    """Hidden layer widths of a QuantMLP or FloatMLP."""
-    return [int(lin.out_features) for lin in model.linears]

@@ -24,14 +24,23 @@ from torch import nn
 from torch.nn.utils import prune
 
 from qfab.errors import ConfigError
-from quant_train.models import FactoredLinear, FloatMLP, QuantCNN, QuantMLP, linear_modules
+from quant_train.models import (
+    FactoredConv,
+    FactoredLinear,
+    FloatMLP,
+    QuantCNN,
+    QuantMLP,
+    conv_modules,
+    linear_modules,
+)
 
 MLP = QuantMLP | FloatMLP
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every weight layer: convolutions, then fully connected (factors expanded)."""
-    convs = list(getattr(model, "convs", []))
+    """Every weight layer: convolutions, then fully connected (factored layers expanded
+    into their stages), named ``conv{i}`` / ``fc{i}`` in that order."""
+    convs = conv_modules(model)
     named = [(f"conv{i}", conv) for i, conv in enumerate(convs)]
     return named + [(f"fc{len(convs) + i}", lin) for i, lin in enumerate(linear_modules(model))]
 
@@ -120,7 +129,8 @@ def prune_neurons(
     """
     if not 0 <= fraction < 1:
         raise ConfigError(f"prune.fraction = {fraction} is not allowed; allowed: 0 <= f < 1")
-    if any(isinstance(lin, FactoredLinear) for lin in [*model.linears, model.classifier]):
+    layers = [*getattr(model, "convs", []), *model.linears, model.classifier]
+    if any(isinstance(layer, FactoredLinear | FactoredConv) for layer in layers):
         raise ConfigError(
             "prune_neurons: put it before 'factorize' (factored layers are not sliced)"
         )

@@ -16,7 +16,8 @@ gap of 8. Zeros after a column's last non-zero are never stored: the column poin
 the column. (Deep Compression's Fig. 2 counts position differences rather than skipped
 zeros; the number of padding entries per long gap is the same rule.)
 
-Values are either ``weight_bits``-bit two's complement integers, or codes into a codebook
+Values are either ``weight_bits``-bit two's complement integers (1-bit weights are the IR's
+bipolar -1/+1, stored as one sign bit), or codes into a codebook
 of the layer's shared weights. The decoder cannot tell a padding entry from a real one
 except by its value, so when a layer has padding entries its stored codebook also holds
 0 (EIE's 16-entry codebook likewise holds the zero its padding entries point at). Values
@@ -174,6 +175,33 @@ def from_twos_complement(codes: np.ndarray, bits: int) -> np.ndarray:
     """Inverse of :func:`to_twos_complement`."""
     v = _int_array("from_twos_complement: codes", codes)
     return np.where(v >= 1 << (bits - 1), v - (1 << bits), v)
+
+
+def weight_codes(values: np.ndarray, weight_bits: int) -> np.ndarray:
+    """Stored weights as unsigned ``weight_bits``-bit codes.
+
+    Two's complement, except at 1 bit: there the IR's weights are bipolar (BNN), so
+    -1 -> 0 and +1 -> 1; a 1-bit two's complement code could not hold +1.
+    """
+    if weight_bits != 1:
+        return to_twos_complement(values, weight_bits)
+    v = _int_array("weight_codes: values", values)
+    if v.size and not np.isin(v, (-1, 1)).all():
+        bad = int(v[~np.isin(v, (-1, 1))][0])
+        raise ValueError(f"value {bad} is not a 1-bit (bipolar) weight; allowed: -1, +1")
+    return (v + 1) // 2
+
+
+def weight_values(codes: np.ndarray, weight_bits: int) -> np.ndarray:
+    """Inverse of :func:`weight_codes`."""
+    if weight_bits != 1:
+        return from_twos_complement(codes, weight_bits)
+    return 2 * _int_array("weight_values: codes", codes) - 1
+
+
+def weight_code_range(weight_bits: int) -> tuple[int, int]:
+    """Smallest and largest weight :func:`weight_codes` can store."""
+    return (-1, 1) if weight_bits == 1 else (-(2 ** (weight_bits - 1)), 2 ** (weight_bits - 1) - 1)
 
 
 # ---------------------------------------------------------------- Huffman coding
@@ -343,6 +371,12 @@ class LayerStorage:
         }
 
 
+def int_codebook_bits(weight_bits: int) -> int:
+    """Bits of an ``int`` codebook entry: two's complement ``weight_bits``, and 2 for
+    1-bit weights (the codebook may hold the padding zero beside -1 and +1)."""
+    return max(weight_bits, 2)
+
+
 def value_code_bits(codebook_entries: int) -> int:
     """Bits of a codebook code: ``ceil(log2(K))``, at least 1."""
     return max(1, (codebook_entries - 1).bit_length())
@@ -386,7 +420,7 @@ def encode_layer(
     ``ceil(log2(K))``-bit codes instead. Parts: ``values``, ``indices`` (relative row
     indices, ``index_bits`` each), ``col_ptr`` (``cols + 1`` pointers, width from the
     entry count), ``codebook`` (``float32``, 4 bytes per entry as Deep Compression, or
-    ``int``: ``weight_bits`` each), ``scale`` (1 byte) and, with ``huffman``,
+    ``int``: ``weight_bits`` each, 2 for 1-bit weights), ``scale`` (1 byte) and, with ``huffman``,
     ``values_table`` / ``indices_table`` (the serialized canonical code tables).
     """
     weight_bits = _check_int("weight_bits", weight_bits, 1, 32)
@@ -399,7 +433,7 @@ def encode_layer(
     if w.ndim != 2 or not np.issubdtype(w.dtype, np.integer):
         raise ValueError(f"{name}: weights must be a 2-D integer matrix, got {w.dtype} {w.shape}")
     w = w.astype(np.int64)
-    lo, hi = -(2 ** (weight_bits - 1)), 2 ** (weight_bits - 1) - 1
+    lo, hi = weight_code_range(weight_bits)
     if w.size and (w.min() < lo or w.max() > hi):
         raise ValueError(
             f"{name}: weights in {w.min()}..{w.max()} do not fit weight_bits = "
@@ -419,10 +453,17 @@ def encode_layer(
         if codebook_storage == "float32":
             blobs["codebook"] = cb.astype("<f4").tobytes()
         else:
-            blobs["codebook"] = pack_bits(to_twos_complement(cb, weight_bits), weight_bits)
+            bits = int_codebook_bits(weight_bits)
+            blobs["codebook"] = pack_bits(to_twos_complement(cb, bits), bits)
     else:
+        if weight_bits == 1 and m.padding_entries:
+            raise ValueError(
+                f"{name}: {m.padding_entries} padding entries (value 0) needed, which "
+                "1-bit bipolar codes cannot hold; share the weights (a codebook holds the "
+                "zero) or give more index_bits"
+            )
         value_bits = weight_bits
-        codes = to_twos_complement(m.values, weight_bits)
+        codes = weight_codes(m.values, weight_bits)
     if huffman:
         blobs["values"], vtable = huffman_encode(codes)
         blobs["values_table"] = huffman_table_bytes(vtable, value_bits)
@@ -469,8 +510,8 @@ def decode_layer(
         if codebook_storage == "float32":
             cb = np.frombuffer(blobs["codebook"], "<f4").astype(np.int64)
         else:
-            raw = unpack_bits(blobs["codebook"], weight_bits, codebook_entries)
-            cb = from_twos_complement(raw, weight_bits)
+            bits = int_codebook_bits(weight_bits)
+            cb = from_twos_complement(unpack_bits(blobs["codebook"], bits, codebook_entries), bits)
     else:
         value_bits = weight_bits
     if huffman:
@@ -486,7 +527,7 @@ def decode_layer(
             raise ValueError(f"decode_layer: code {codes.max()} outside a {len(cb)}-entry codebook")
         values = cb[codes] if codes.size else codes
     else:
-        values = from_twos_complement(codes, weight_bits)
+        values = weight_values(codes, weight_bits)
     ptr = unpack_bits(blobs["col_ptr"], col_ptr_bits(entries), shape[1] + 1)
     return csc_decode(CscMatrix(shape, values, gaps, ptr, index_bits))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -54,24 +55,38 @@ def test_missing_and_malformed_files(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "message"),
     [
-        "model: {weight_bits: 33}\n",
-        "model: {hidden: [0]}\n",
-        "bogus: 1\n",
+        ("model: {weight_bits: 33}\n", "model.weight_bits = 33 is not allowed; allowed: 1..8"),
+        ("model: {act_bits: true}\n", "model.act_bits = True is not allowed; allowed: 1..8"),
+        ("model: {hidden: [0]}\n", "model.hidden[0] = 0 is not allowed"),
+        ("bogus: 1\n", "unknown key 'bogus'"),
         # PE 5 does not divide 24: refused before any training starts
-        "model: {hidden: [24, 13]}\nhw: {folding: {pe: [5, 1, 1], simd: [1, 1, 1]}}\n",
-        "model: {hidden: [24, 13]}\nhw: {folding: {pe: [1, 1], simd: [1, 1]}}\n",
+        (
+            "model: {hidden: [24, 13]}\nhw: {folding: {pe: [5, 1, 1], simd: [1, 1, 1]}}\n",
+            "hw.folding.pe[0] = 5 (fc0) must divide MH = 24; allowed: [1, 2, 3, 4, 6, 8, 12, 24]",
+        ),
+        (
+            "model: {hidden: [24, 13]}\nhw: {folding: {pe: [1, 1], simd: [1, 1]}}\n",
+            "hw.folding.pe: 2 entries for 3 Dense layers",
+        ),
+        ("hw: {folding: {pe: [1, 1, 1]}}\n", "hw.folding.simd is missing"),
+        ("synth: {part: ice40up5k}\n", "synth.part = 'ice40up5k' is not supported"),
+        ("dataset: {name: npz, path: nope.npz}\n", "dataset.path = nope.npz: file not found"),
     ],
 )
-def test_cli_exits_2_with_one_line_and_leaves_no_output(tmp_path, capsys, text):
+def test_cli_exits_2_with_one_line_and_leaves_no_output(tmp_path, capsys, text, message):
+    """Each bad config is one line naming the key, before any training (200 epochs would
+    take minutes), and nothing is left behind, not even the --out parent folders."""
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(text)
-    out = tmp_path / "out"
+    cfg.write_text(text + "train: {epochs: 200}\n")
+    out = tmp_path / "a" / "b" / "out"
+    start = time.perf_counter()
     assert main(["run", str(cfg), "--out", str(out)]) == 2
+    assert time.perf_counter() - start < 10, "must fail before training"
     err = capsys.readouterr().err.strip()
     assert err.startswith("qfab: error: ") and len(err.splitlines()) == 1
-    assert not out.exists()
+    assert message in err
     assert list(tmp_path.iterdir()) == [cfg], "partial output left behind"
 
 

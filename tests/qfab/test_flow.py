@@ -92,3 +92,61 @@ def test_compress_refuses_share_before_quantize_and_leaves_nothing(tmp_path, cap
     assert main(["compress", str(cfg), "--out", str(tmp_path / "out")]) == 2
     assert "'share' needs 'quantize' before it" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+def test_rtl_mismatch_exits_2_and_keeps_the_evidence(tmp_path, capsys, monkeypatch):
+    """A corrupted word in a generated ROM file fails level 2: exit 2, the first
+    mismatch named on stderr, and the output kept (report, IR, RTL) for inspection."""
+    import re
+
+    import hw_gen.rtl_gen as rtl_gen
+
+    real = rtl_gen.generate_rtl
+
+    def corrupted(graph, folds, out_dir):
+        design = real(graph, folds, out_dir)
+        rom = out_dir / "fc1_weights.v"
+        text = rom.read_text()
+        word = re.search(r"0: data = (\d+)'h([0-9a-f]+);", text)
+        bits, value = int(word.group(1)), int(word.group(2), 16)
+        flipped = f"0: data = {bits}'h{value ^ ((1 << bits) - 1):x};"
+        rom.write_text(text.replace(word.group(0), flipped, 1))
+        return design
+
+    monkeypatch.setattr(rtl_gen, "generate_rtl", corrupted)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model: {hidden: [16, 12]}\ntrain: {epochs: 2, float_baseline: false}\n"
+        "sim: {simulator: icarus, vectors: 20}\nsynth: {enabled: false}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qfab: error: RTL != golden on ") and "'layer': 'mt1'" in err
+    report = json.loads((out / "report.json").read_text())
+    rtl = report["equality"]["rtl_vs_golden"]
+    assert rtl["mismatches"] > 0 and rtl["first_mismatch"]["layer"] == "mt1"
+    assert report["equality"]["brevitas_vs_golden"]["mismatches"] == 0
+    assert (out / "rtl" / "fc1_weights.v").exists() and (out / "model.qfab.npz").exists()
+
+
+def test_level1_mismatch_exits_2_before_any_hardware(tmp_path, capsys, monkeypatch):
+    import quant_train.export_ir as export_ir
+
+    real = export_ir.export_model
+
+    def off_by_one(model, meta=None):
+        graph = real(model, meta)
+        graph.node("mt0").tensors["thresholds"][3] -= 1000  # channel 3 always at the top
+        return graph
+
+    monkeypatch.setattr(export_ir, "export_model", off_by_one)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {hidden: [16]}\ntrain: {epochs: 2, float_baseline: false}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Brevitas != golden on " in err and "mt0" in err
+    assert not (out / "rtl").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert report["equality"]["brevitas_vs_golden"]["mismatches"] > 0

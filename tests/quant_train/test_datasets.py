@@ -160,3 +160,56 @@ def test_path_required_and_missing_folder(tmp_path):
         load_dataset("mnist")
     with pytest.raises(DataError, match="folder not found"):
         load_dataset("mnist", tmp_path / "nope")
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"y_test": "neg"}, "'y_test' must hold non-negative integer labels"),
+        ({"y_test": "float"}, "'y_test' must hold non-negative integer labels"),
+        ({"x_test": "narrow"}, "'x_test' has 8 features per sample, 'x' has 16"),
+        ({"x": "nan"}, "'x' holds NaN or infinite values"),
+    ],
+)
+def test_npz_rejects_bad_test_arrays(tmp_path, arrays, message):
+    rng = np.random.default_rng(0)
+    x = rng.random((50, 16)).astype(np.float32)
+    y = np.repeat(np.arange(5), 10)
+    parts = {"x": x, "y": y, "x_test": x[:4], "y_test": y[:4]}
+    variants = {
+        "neg": np.array([0, 1, -1, 2]),
+        "float": np.array([0.7, 1.0, 2.0, 3.0]),
+        "narrow": x[:4, :8],
+        "nan": np.where(x > 0.5, np.nan, x),
+    }
+    parts.update({k: variants[v] for k, v in arrays.items()})
+    np.savez(tmp_path / "bad.npz", **parts)
+    with pytest.raises(DataError, match=message):
+        load_dataset("npz", tmp_path / "bad.npz")
+
+
+def test_truncated_npz_is_a_data_error(tmp_path):
+    np.savez(tmp_path / "a.npz", x=np.zeros((20, 4), np.float32), y=np.zeros(20, np.int64))
+    raw = (tmp_path / "a.npz").read_bytes()
+    (tmp_path / "a.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match="a.npz: not a NumPy .npz archive, or truncated"):
+        load_dataset("npz", tmp_path / "a.npz")
+
+
+def test_negative_cifar_label_and_mixed_mnist_sizes_are_refused(tmp_path):
+    d = tmp_path / "c"
+    d.mkdir()
+    write_cifar_batch(d / "data_batch_1", 3, 1, labels=[1, -1, 2])
+    write_cifar_batch(d / "test_batch", 2, 3)
+    with pytest.raises(DataError, match="data_batch_1: label -1 outside 0..9"):
+        load_dataset("cifar10", d)
+    m = tmp_path / "m"
+    write_mnist_folder(m)
+    rng = np.random.default_rng(1)
+    write_idx(m / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (10, 20, 20)), True)
+    with pytest.raises(
+        DataError, match="test images are \\[20, 20\\], training images \\[28, 28\\]"
+    ):
+        load_dataset("mnist", m)
+    with pytest.raises(DataError, match="dataset.path = .*nope.npz: file not found"):
+        load_dataset("npz", tmp_path / "nope.npz")

@@ -335,3 +335,37 @@ def test_round_trip_failure_names_the_layer():
         encode_layer(w, weight_bits=32, codebook=np.array([2**24 + 1]), name="fc9")
     layer = encode_layer(w, weight_bits=32, codebook=np.array([2**24 + 1]), codebook_storage="int")
     assert layer.parts["codebook"] == 4
+
+
+@pytest.mark.parametrize("storage", ["float32", "int"])
+def test_bipolar_weights_take_one_bit_each(storage):
+    """1-bit IR weights are -1/+1 (BNN): one sign bit per value, decoded back exactly."""
+    rng = np.random.default_rng(0)
+    w = rng.choice([-1, 1], size=(12, 20))
+    layer = encode_layer(w, weight_bits=1, index_bits=2, name="fc0")
+    assert layer.parts["values"] == (w.size + 7) // 8 and layer.padding_entries == 0
+    shared = encode_layer(
+        w, weight_bits=1, codebook=np.array([-1, 1]), codebook_storage=storage, name="fc0"
+    )
+    back = decode_layer(
+        shared.blobs,
+        shared.shape,
+        entries=shared.entries,
+        weight_bits=1,
+        index_bits=4,
+        codebook_entries=2,
+        huffman=False,
+        codebook_storage=storage,
+    )
+    np.testing.assert_array_equal(back, w)
+
+
+def test_bipolar_weights_refuse_zero_values_and_padding():
+    with pytest.raises(ValueError, match="fc1: weights in -2..1 do not fit weight_bits = 1"):
+        encode_layer(np.array([[1, -2]]), weight_bits=1, name="fc1")
+    w = np.zeros((40, 1), np.int64)
+    w[39, 0] = 1  # 39 zeros before it: padding entries with 4-bit indices
+    with pytest.raises(ValueError, match="fc2: 2 padding entries .* 1-bit bipolar codes"):
+        encode_layer(w, weight_bits=1, index_bits=4, name="fc2")
+    with_codebook = encode_layer(w, weight_bits=1, codebook=np.array([1]), name="fc2")
+    assert with_codebook.padding_entries == 2
