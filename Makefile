@@ -9,6 +9,10 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip --disable-pip-version-check
 STAMP  := $(VENV)/.qfab-deps
 OUT    ?= out/demo
+# Where pip finds torch 2.13.0. Empty: pip's own configuration (qfab's CI machines hold the
+# CPU wheel locally). Elsewhere: TORCH_INDEX=https://download.pytorch.org/whl/cpu, or pip
+# takes PyPI's Linux wheel with its several GB of CUDA libraries.
+TORCH_INDEX ?=
 APT_PKGS := iverilog yosys
 
 .PHONY: demo test install system-deps lint clean
@@ -25,10 +29,10 @@ install: system-deps $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch first and alone (the CPU wheel, pinned); then the rest under a constraints file
-# that pins torch, so no dependency can pull a CUDA build; then qfab itself (editable).
+# torch first and alone (pinned; see TORCH_INDEX); then the rest under a constraints file
+# that pins torch, so no dependency can pull another torch; then qfab itself (editable).
 $(STAMP): requirements/base.txt requirements/constraints.txt pyproject.toml | $(BIN)/python
-	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
 	$(PIP) install -q -c requirements/constraints.txt -r requirements/base.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $@

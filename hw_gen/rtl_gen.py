@@ -35,6 +35,9 @@ LIBRARY = ("mvau_stream.v", "stream_dwc.v")
 #: without this, Yosys maps every 2x2 product to a DSP48.
 LUT_MUL_MAX_WEIGHT_BITS = 4
 
+#: IR ops this generator maps (everything else: IR + golden + level 1 only).
+RTL_OPS = frozenset({"InputQuant", "Dense", "MultiThreshold", "OutputDequant"})
+
 
 @dataclass(frozen=True)
 class Element:
@@ -125,7 +128,7 @@ def _weight_element(name: str, w: np.ndarray, bits: int) -> Element:
 
 def plan_layers(graph: Graph, folds: list[LayerFold]) -> list[MvauLayer]:
     """Pair every Dense with its MultiThreshold and derive all widths from the ranges."""
-    supported = {"InputQuant", "Dense", "MultiThreshold", "OutputDequant"}
+    supported = RTL_OPS
     for n in graph.nodes:
         if n.op not in supported:
             raise HardwareError(

@@ -67,11 +67,17 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
 
 
 def print_table(console: Console, table: list[dict[str, Any]]) -> None:
-    t = Table(title=f"compression: {table[0]['model']} on {table[0]['dataset']}")
-    for key, title in COLUMNS:
+    # model, data set and baseline accuracy are one value per table: in the title here
+    first = table[0]
+    t = Table(
+        title=f"compression: {first['model']} on {first['dataset']}, baseline "
+        f"{format_cell('baseline_acc', first['baseline_acc'])}"
+    )
+    shown = [(k, title) for k, title in COLUMNS if k not in ("model", "dataset", "baseline_acc")]
+    for key, title in shown:
         t.add_column(title, justify="left" if key in TEXT_COLUMNS else "right")
     for r in table:
-        t.add_row(*(format_cell(k, r[k]) for k, _ in COLUMNS))
+        t.add_row(*(format_cell(k, r[k]) for k, _ in shown))
     console.print(t)
 
 

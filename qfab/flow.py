@@ -196,6 +196,8 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
         _write_report(work, report)
         return report  # no hardware for a model the IR does not reproduce
 
+    from hw_gen.rtl_gen import RTL_OPS
+
     unsupported = sorted({n.op for n in graph.nodes} - RTL_OPS)
     if unsupported:
         why = (
@@ -217,10 +219,6 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     _write_report(work, report)
     print_summary(console, report)
     return report
-
-
-#: IR ops the RTL generator maps (everything else: IR + golden + level 1 only).
-RTL_OPS = {"InputQuant", "Dense", "MultiThreshold", "OutputDequant"}
 
 
 def _hardware(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qfab.errors import IRError
-from qfab.ir import Graph, Node, decode_codebook, infer_shapes, shuffle_order
+from qfab.ir import Graph, Node, decode_codebook, infer_shapes, input_range, shuffle_order
 from qfab.ranges import node_ranges
 
 
@@ -35,7 +35,7 @@ def quantize_input(node: Node, x: np.ndarray) -> np.ndarray:
     half to even like ``torch.round``, so the integers equal Brevitas' ``int()`` values.
     """
     bits, signed = int(node.attrs["bits"]), bool(node.attrs["signed"])
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    lo, hi = input_range(bits, signed)
     q = np.rint(x.astype(np.float32) / np.float32(node.attrs["scale"]))
     return np.clip(q, lo, hi).astype(np.int64)
 

@@ -261,6 +261,12 @@ def weight_range(bits: int) -> tuple[int, int]:
     return -(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1
 
 
+def input_range(bits: int, signed: bool) -> tuple[int, int]:
+    """Integer range of an ``InputQuant`` output: full-range two's complement or unsigned
+    (Brevitas' activation quantizers are not narrow, unlike its weight quantizers)."""
+    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+
+
 def infer_shapes(graph: Graph, where: str = "graph") -> dict[str, tuple[int, ...]]:
     """Output shape of every node (without the batch axis); raises on any inconsistency."""
     shapes: dict[str, tuple[int, ...]] = {}
@@ -356,8 +362,3 @@ def shuffle_order(channels: int, groups: int) -> np.ndarray:
     View the channels as ``[groups, channels / groups]``, transpose, flatten.
     """
     return np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
-
-
-def channels_of(graph: Graph, name: str) -> int:
-    """Channels (last axis) produced by node ``name``: features for vectors."""
-    return infer_shapes(graph)[name][-1]

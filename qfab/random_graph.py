@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qfab.ir import Graph, Node, weight_range
+from qfab.ir import Graph, Node, input_range, weight_range
 from qfab.ranges import IntRange, dense_acc_range
 
 
@@ -47,8 +47,7 @@ def random_mlp_graph(
             },
         )
     ]
-    half = 2 ** (input_bits - 1)
-    in_lo, in_hi = (-half, half - 1) if signed_input else (0, 2 * half - 1)
+    in_lo, in_hi = input_range(input_bits, signed_input)
     x = IntRange(np.full(features, in_lo, np.int64), np.full(features, in_hi, np.int64))
     prev, width = "input", features
     wlo, whi = weight_range(weight_bits)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qfab.ir import Graph, Node, infer_shapes, shuffle_order
+from qfab.ir import Graph, Node, infer_shapes, input_range, shuffle_order
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,7 @@ def node_ranges(graph: Graph) -> dict[str, IntRange]:
     for n in graph.nodes:
         if n.op == "InputQuant":
             bits, feats = int(n.attrs["bits"]), shapes[n.name][-1]
-            lo, hi = (
-                (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if n.attrs["signed"] else (0, 2**bits - 1)
-            )
+            lo, hi = input_range(bits, bool(n.attrs["signed"]))
             out[n.name] = IntRange(np.full(feats, lo, np.int64), np.full(feats, hi, np.int64))
         elif n.op == "Dense":
             out[n.name] = dense_acc_range(n, out[n.inputs[0]])
@@ -133,13 +131,3 @@ def node_ranges(graph: Graph) -> dict[str, IntRange]:
             lo, hi = (-1, 1) if n.attrs.get("bipolar") else (off, off + t.shape[1])
             out[n.name] = IntRange(np.full(c, lo, np.int64), np.full(c, hi, np.int64))
     return out
-
-
-def threshold_bits(node: Node, acc: IntRange) -> int:
-    """Width of the compare in a threshold unit: accumulator and thresholds must both fit.
-
-    Exported thresholds lie in ``[acc.lo, acc.hi + 1]`` (``hi + 1`` = never reached), so
-    one extra value beyond the accumulator range may be needed.
-    """
-    t = node.tensors["thresholds"]
-    return bits_for(min(acc.min, int(t.min())), max(acc.max, int(t.max())))

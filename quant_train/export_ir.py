@@ -1,4 +1,4 @@
-"""Export a trained Brevitas :class:`~quant_train.models.QuantMLP` to the qfab IR.
+"""Export a trained qfab Brevitas model (MLP, conv net, factored or compact) to the qfab IR.
 
 The key step is :func:`thresholds_from_brevitas`: instead of re-deriving batch norm and
 the activation quantizer in exact arithmetic (and hoping the float32 rounding agrees),
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from qfab.errors import ExportError
-from qfab.ir import Graph, Node, shuffle_order
+from qfab.ir import Graph, Node, input_range, shuffle_order
 from qfab.ranges import IntRange, conv_acc_range, dense_acc_range
 
 #: float32 represents every integer up to 2^24 exactly: the bound for an exact forward.
@@ -280,7 +280,7 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
     if len(shape) == 3:
         attrs["shape"] = list(shape)
     nodes = [Node("input", "InputQuant", [], attrs)]
-    lo, hi = (-(2 ** (in_bits - 1)), 2 ** (in_bits - 1) - 1) if signed else (0, 2**in_bits - 1)
+    lo, hi = input_range(in_bits, signed)
     values = {
         "input": _Value(
             IntRange(np.full(shape[-1], lo, np.int64), np.full(shape[-1], hi, np.int64)),
@@ -460,7 +460,3 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
     meta = dict(meta or {})
     meta["float32_exact"] = bool(exact)
     return Graph(nodes, meta).validate("export")
-
-
-#: Kept for callers written against the MLP-only exporter.
-export_mlp = export_model

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,15 @@ def test_library_and_templates_are_package_resources():
 
 @pytest.mark.slow
 def test_wheel_ships_verilog_templates_and_console_script(tmp_path):
+    # build from a copy, so setuptools' build/ and *.egg-info never land in the checkout
+    src = tmp_path / "src"
+    shutil.copytree(
+        Path(__file__).resolve().parents[1],
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "out", "build", "*.egg-info", "__pycache__", ".*_cache", "sim_build"
+        ),
+    )
     proc = subprocess.run(
         [
             sys.executable,
@@ -29,7 +40,7 @@ def test_wheel_ships_verilog_templates_and_console_script(tmp_path):
             "-q",
             "-w",
             str(tmp_path),
-            ".",
+            str(src),
         ],
         capture_output=True,
         text=True,

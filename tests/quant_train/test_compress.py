@@ -155,6 +155,70 @@ def test_conv_energy_factorization_runs_in_the_pipeline(digits):
     assert row.detail["conv_macs"] < conv_macs(pipe.teacher)
 
 
+@pytest.mark.parametrize(("wb", "ab"), [(6, 7), (7, 6), (1, 2)])
+def test_distilled_quantize_and_per_layer_clusters_stay_exact(digits, wb, ab):
+    """Bits 6 and 7 (and binary weights), distillation from the baseline and one cluster
+    count per layer, all through the config, then real encoded bytes and exact export."""
+    from quant_train.equality import compare_brevitas_to_golden
+    from quant_train.export_ir import export_model
+
+    quantize = {"weight_bits": wb, "act_bits": ab, "epochs": 1}
+    quantize["distill"] = {"temperature": 3.0, "alpha": 0.5}
+    cfg = config(
+        [
+            {"quantize": quantize},
+            {"share": {"clusters": [12, 6, 4], "fine_tune_epochs": 1}},
+            {"encode": {"index_bits": 3}},
+        ],
+        epochs=1,
+    )
+    pipe = Pipeline(cfg, digits)
+    model = pipe.run()
+    assert pipe.rows[1].step == f"quantize w{wb}a{ab} + distill"
+    graph = export_model(model)
+    books = [len(n.tensors["codebook"]) for n in graph.nodes if n.op == "Dense"]
+    assert all(b <= 2 * k for b, k in zip(books, [12, 6, 4], strict=True)), books
+    assert all(n.attrs["weight_bits"] == wb for n in graph.nodes if n.op == "Dense")
+    assert pipe.rows[-1].storage == "encoded bytes"
+    eq = compare_brevitas_to_golden(model, graph, digits.x_test)
+    assert eq.mismatches == 0, eq.first_mismatch
+
+
+def test_factored_conv_net_can_be_pruned_shared_and_encoded(digits):
+    """Factorize -> prune -> quantize -> share -> encode on LeNet-5: every factor stage is
+    a layer of its own for pruning, sharing and storage, and the result stays exact."""
+    from quant_train.equality import compare_brevitas_to_golden
+    from quant_train.export_ir import export_model
+
+    cfg = config(
+        [
+            {"factorize": {"method": "cp", "rank": [2, 4], "fine_tune_epochs": 1}},
+            {"prune": {"sparsity": 0.5, "fine_tune_epochs": 1}},
+            {"quantize": {"epochs": 1}},
+            {"share": {"clusters": 4, "fine_tune_epochs": 1}},
+            {"encode": {}},
+        ],
+        arch="lenet5",
+        epochs=1,
+    )
+    pipe = Pipeline(cfg, digits)
+    model = pipe.run()
+    factored, pruned = pipe.rows[1], pipe.rows[2]
+    assert pruned.params == pytest.approx(factored.params / 2, abs=2)
+    assert len(pipe.rows[-1].detail["layers"]) == 8 + 3  # 2 x 4 CP stages + 3 linears
+    eq = compare_brevitas_to_golden(model, export_model(model), digits.x_test)
+    assert eq.mismatches == 0, eq.first_mismatch
+    with pytest.raises(ConfigError, match="'prune_neurons' must come before 'factorize'"):
+        Pipeline(
+            config(
+                [{"factorize": {"method": "cp", "rank": 2}}, {"prune_neurons": {}}],
+                arch="lenet5",
+                epochs=200,
+            ),
+            digits,
+        ).run()
+
+
 @pytest.mark.slow
 def test_deep_compression_reaches_40x_on_digits_within_1_5_points(digits):
     """Acceptance: >= 40x storage vs float32 with at most 1.5 points accuracy loss."""

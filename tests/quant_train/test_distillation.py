@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from qfab.errors import ConfigError
 from quant_train.distillation import distill, distillation_loss
 from quant_train.equality import compare_brevitas_to_golden
-from quant_train.export_ir import export_mlp
+from quant_train.export_ir import export_model
 from quant_train.models import FloatMLP, QuantMLP
 from quant_train.train import TrainSettings, accuracy, predict, seed_everything, train_classifier
 
@@ -53,5 +53,5 @@ def test_distilled_student_learns_and_exports_exactly(digits):
     student = QuantMLP(64, [24], 10, weight_bits=2, act_bits=2, input_bits=8)
     distill(student, teacher, digits.x_train, digits.y_train, TrainSettings(epochs=5))
     assert accuracy(predict(student, digits.x_test), digits.y_test) > 0.85
-    eq = compare_brevitas_to_golden(student, export_mlp(student), digits.x_test)
+    eq = compare_brevitas_to_golden(student, export_model(student), digits.x_test)
     assert eq.mismatches == 0, eq.first_mismatch

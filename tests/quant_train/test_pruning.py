@@ -7,7 +7,7 @@ import pytest
 
 from qfab.errors import ConfigError
 from quant_train.equality import compare_brevitas_to_golden
-from quant_train.export_ir import export_mlp
+from quant_train.export_ir import export_model
 from quant_train.models import QuantMLP
 from quant_train.pruning import (
     iterative_prune,
@@ -35,7 +35,7 @@ def fine_tune(digits, epochs=3):
 
 
 def exact(model, digits):
-    eq = compare_brevitas_to_golden(model, export_mlp(model), digits.x_test)
+    eq = compare_brevitas_to_golden(model, export_model(model), digits.x_test)
     assert eq.mismatches == 0, eq.first_mismatch
 
 
@@ -75,7 +75,7 @@ def test_structured_pruning_halves_the_ir_layers(digits, criterion):
     model = trained(digits)
     small = prune_neurons(model, 0.5, criterion)
     small = fine_tune(digits)(small)
-    graph = export_mlp(small)
+    graph = export_model(small)
     dense = [n.tensors["weight"].shape for n in graph.nodes if n.op == "Dense"]
     assert dense == [(16, 64), (12, 16), (10, 12)]
     assert [n.numel() for n in (small.norms[0].running_var, small.norms[1].running_var)] == [16, 12]

@@ -6,7 +6,7 @@ import numpy as np
 
 from hw_gen.folding import LayerFold
 from hw_gen.rtl_gen import generate_rtl
-from qfab.ir import Graph
+from qfab.ir import Graph, input_range
 from sim.compare import compare_rtl_to_golden
 from sim.runner import run_cocotb
 
@@ -15,7 +15,7 @@ def input_vectors(graph: Graph, vectors: int, data_seed: int = 0) -> np.ndarray:
     """Random input integers over the InputQuant's range; vectors 0 and 1 at its extremes."""
     first = graph.nodes[0]
     bits, signed = int(first.attrs["bits"]), bool(first.attrs["signed"])
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    lo, hi = input_range(bits, signed)
     x = np.random.default_rng(data_seed).integers(
         lo, hi + 1, size=(vectors, first.attrs["features"])
     )
