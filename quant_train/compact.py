@@ -19,12 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
-from brevitas.quant import Int32Bias, Uint8ActPerTensorFixedPointMaxInit
+from brevitas.nn import QuantConv2d, QuantLinear
+from brevitas.quant import Int32Bias
 from torch import nn
 
 from qfab.errors import ConfigError
-from quant_train.models import activation, weight_quant_kwargs
+from quant_train.models import activation, input_quantizer, weight_quant_kwargs
 
 
 def _value(x: Any) -> torch.Tensor:
@@ -57,16 +57,7 @@ class CompactNet(nn.Module):
         }
         self.shape = tuple(input_shape)
         self.classes = classes
-        self.input_quant = (
-            QuantIdentity(
-                act_quant=Uint8ActPerTensorFixedPointMaxInit,
-                bit_width=input_bits,
-                max_val=1.0 - 2.0**-input_bits,
-                return_quant_tensor=True,
-            )
-            if self.quantized
-            else nn.Identity()
-        )
+        self.input_quant = input_quantizer(input_bits) if self.quantized else nn.Identity()
         self.convs, self.conv_norms, self.conv_acts = (
             nn.ModuleList(),
             nn.ModuleList(),

@@ -45,6 +45,19 @@ def weight_quant_kwargs(bits: int, per_channel: bool) -> dict:
     return {"weight_quant": quant, "weight_bit_width": bits}
 
 
+def input_quantizer(bits: int) -> nn.Module:
+    """Unsigned ``bits``-bit quantizer for inputs in [0, 1] with scale exactly ``2^-bits``.
+
+    ``max_val = (2^b - 1) / 2^b`` makes the power-of-two scale 2^-b, so all b bits are used.
+    """
+    return QuantIdentity(
+        act_quant=Uint8ActPerTensorFixedPointMaxInit,
+        bit_width=bits,
+        max_val=1.0 - 2.0**-bits,
+        return_quant_tensor=True,
+    )
+
+
 def activation(bits: int) -> nn.Module:
     """QuantReLU (unsigned, power-of-two scale) or, for 1 bit, a bipolar sign (BNN)."""
     if bits == 1:
@@ -157,13 +170,7 @@ class QuantMLP(nn.Module):
         }
         ranks = list(ranks) if ranks else [None] * (len(hidden) + 1)
         self.ranks = ranks
-        self.input_quant = QuantIdentity(
-            act_quant=Uint8ActPerTensorFixedPointMaxInit,
-            bit_width=input_bits,
-            # (2^b - 1) / 2^b makes the power-of-two scale exactly 2^-b: all b bits used.
-            max_val=1.0 - 2.0**-input_bits,
-            return_quant_tensor=True,
-        )
+        self.input_quant = input_quantizer(input_bits)
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.acts = nn.ModuleList()
@@ -296,16 +303,7 @@ class QuantCNN(nn.Module):
         self.shape = tuple(input_shape)
         self.conv_specs = [tuple(c) for c in convs]
         self.hidden = list(hidden)
-        self.input_quant = (
-            QuantIdentity(
-                act_quant=Uint8ActPerTensorFixedPointMaxInit,
-                bit_width=input_bits,
-                max_val=1.0 - 2.0**-input_bits,
-                return_quant_tensor=True,
-            )
-            if self.quantized
-            else nn.Identity()
-        )
+        self.input_quant = input_quantizer(input_bits) if self.quantized else nn.Identity()
         wq = weight_quant_kwargs(weight_bits, per_channel) if self.quantized else None
 
         def conv(i: int, o: int, k: Any, pad: Any, groups: int = 1) -> nn.Module:
