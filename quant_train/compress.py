@@ -176,10 +176,10 @@ def float_model(cfg: Config, data: Dataset) -> nn.Module:
     from quant_train.zoo import IMAGE_ARCHS, build_model
 
     m = cfg.model
-    shape = data.image_shape if m.arch in IMAGE_ARCHS else (data.features,)
+    images = m.arch in IMAGE_ARCHS and data.image_shape  # else build_model names the problem
     return build_model(
         m.arch,
-        shape or (data.features,),
+        data.image_shape if images else (data.features,),
         data.classes,
         hidden=list(m.hidden),
         weight_bits=None,
