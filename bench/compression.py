@@ -21,6 +21,7 @@ from rich.table import Table
 
 from qfab.compress_flow import COLUMNS, TEXT_COLUMNS, format_cell
 from qfab.config import parse_config
+from qfab.errors import DataError
 from quant_train.compress import Pipeline, survey_table
 from quant_train.datasets import load_dataset
 
@@ -139,18 +140,22 @@ def main() -> None:
     console = Console(width=200)
     scale = 0.3 if args.quick else 1.0
     digits = load_dataset("digits")
+    mnist = Path(args.mnist_dir)
+    try:  # checked before the digits zoo runs: the loader reads IDX files, gzip or raw
+        data = load_dataset("mnist", mnist) if mnist.is_dir() else None
+    except DataError as exc:
+        console.print(f"[yellow]{exc}: MNIST row skipped[/]")
+        data = None
+    has_mnist = data is not None
     tables = []
     for name, arch, sparsity in ZOO:
         tables.append(run(name, arch, digits, 40, steps(sparsity), scale_epochs=scale))
         console.print(f"{name}: {tables[-1][-1]['seconds']:.0f} s")
-    mnist = Path(args.mnist_dir)
-    has_mnist = mnist.is_dir()
-    if has_mnist:  # the loader finds the IDX files, gzip or raw, and names what is missing
-        data = load_dataset("mnist", mnist)
+    if has_mnist:
         tables.append(
             run("lenet300 (300-100)", "lenet300", data, 10, steps(0.93), scale_epochs=scale)
         )
-    else:
+    elif not mnist.is_dir():
         console.print(f"[yellow]{mnist} not found: MNIST row skipped[/]")
     show(console, tables, has_mnist)
     for table in tables:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -70,16 +71,19 @@ def precheck_hardware(cfg: Config, dims: list[tuple[int, int]] | None) -> None:
 @contextmanager
 def atomic_output(out: Path) -> Iterator[Path]:
     """Yield a temp folder beside ``out``; on success it replaces ``out``, else vanishes
-    (with any parent folders it had to create). The result gets the usual ``0o755``
-    permissions, not ``mkdtemp``'s private ``0o700``."""
+    (with any parent folders it had to create). The result gets the permissions a plain
+    ``mkdir`` would (the umask's), not ``mkdtemp``'s private ``0o700``."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
     created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
         yield tmp
-        tmp.chmod(0o755)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)
         old = None
         if out.exists():
             old = out.with_name(f".{out.name}.old-{time.time_ns()}")
@@ -88,7 +92,8 @@ def atomic_output(out: Path) -> Iterator[Path]:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         for parent in created:  # innermost first; only folders this call made
             with contextlib.suppress(OSError):
                 parent.rmdir()
@@ -289,6 +294,7 @@ def _simulate(
         "method": "steady state: mean spacing of frame completions, no backpressure"
         if not cfg.sim.backpressure
         else "with random backpressure (not steady state)",
+        "backpressure": cfg.sim.backpressure,
     }
     report["perf"]["total_cycles"] = result.total_cycles
     return {"simulator": cfg.sim.simulator, **eq}
@@ -348,7 +354,7 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
             "not simulated"
             if "rtl_vs_golden" not in eq
             else "not steady state: backpressure on"
-            if "backpressure" in cpf.get("method", "")
+            if cpf.get("backpressure")
             else "not measured: fewer than 3 frames"
         )
         table.add_row("cycles / frame", f"model {cpf['model']} ({why})")

@@ -24,12 +24,13 @@ from brevitas.quant import Int32Bias
 from torch import nn
 
 from qfab.errors import ConfigError
-from quant_train.models import activation, input_quantizer, weight_quant_kwargs
-
-
-def _value(x: Any) -> torch.Tensor:
-    """The float tensor of a Brevitas QuantTensor, or ``x`` itself in the float twin."""
-    return x.value if hasattr(x, "value") else x
+from quant_train.models import (
+    INNER_BITS,
+    activation,
+    input_quantizer,
+    tensor_value,
+    weight_quant_kwargs,
+)
 
 
 class CompactNet(nn.Module):
@@ -44,7 +45,7 @@ class CompactNet(nn.Module):
         act_bits: int = 8,
         input_bits: int = 8,
         per_channel: bool = False,
-        inner_bits: int = 8,  # accepted for a uniform quant_config; no factored layers here
+        inner_bits: int = INNER_BITS,  # for a uniform quant_config; no factored layers here
     ) -> None:
         super().__init__()
         self.quantized = weight_bits is not None
@@ -119,7 +120,7 @@ class CompactNet(nn.Module):
         return self.input_quant(x.reshape(-1, h, w, c).permute(0, 3, 1, 2))
 
     def head(self, q: Any) -> torch.Tensor:
-        return _value(self.classifier(torch.nn.functional.max_pool2d(q, 2).flatten(1)))
+        return tensor_value(self.classifier(torch.nn.functional.max_pool2d(q, 2).flatten(1)))
 
     def check_plan(self) -> None:
         """Branch shapes must meet at Add/Concat: checked from the plan, before training."""
@@ -236,7 +237,7 @@ class ShuffleNetLike(CompactNet):
         return {"width": self.width, "groups": self.groups}
 
     def shuffle(self, q: Any) -> torch.Tensor:
-        v = _value(q)
+        v = tensor_value(q)
         n, c, h, w = v.shape
         return v.reshape(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
@@ -244,7 +245,7 @@ class ShuffleNetLike(CompactNet):
         stem = torch.nn.functional.max_pool2d(self.run(0, self.images(x)), 2)
         branch = self.run(3, self.run(2, self.shuffle(self.run(1, stem))))
         # quantized: both are exact multiples of power-of-two scales, so the float sum is exact
-        q = self.add_act(_value(stem) + _value(branch))
+        q = self.add_act(tensor_value(stem) + tensor_value(branch))
         return self.head(q)
 
     def graph_plan(self) -> list[dict[str, Any]]:
@@ -302,15 +303,6 @@ COMPACT = {"mobilenet": MobileNetLike, "shufflenet": ShuffleNetLike, "squeezenet
 
 
 def quant_twin(model: CompactNet, **quant: Any) -> CompactNet:
-    """The quantized twin of a float compact net, loaded with its weights and batch norm.
-
-    Same class and architecture; the float state dict fills every weight and batch-norm
-    tensor (quantizer parameters keep their initial values and calibrate during QAT).
-    """
-    if model.quantized:
-        raise ConfigError("compress: 'quantize' needs the float model; it can appear only once")
-    twin = type(model)(model.input_shape, model.classes, **model.arch_kwargs(), **quant)
-    unexpected = twin.load_state_dict(model.state_dict(), strict=False).unexpected_keys
-    if unexpected:
-        raise ConfigError(f"compress: float weights do not fit the quantized net: {unexpected}")
-    return twin
+    """A quantized net of the same class and architecture as ``model`` (weights not yet
+    loaded: :func:`quant_train.compress.float_to_quant` does that for every model kind)."""
+    return type(model)(model.input_shape, model.classes, **model.arch_kwargs(), **quant)

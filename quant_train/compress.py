@@ -147,9 +147,9 @@ def float_to_quant(model: nn.Module, settings: QuantizeStep) -> nn.Module:
     if hasattr(model, "graph_plan"):
         from quant_train.compact import quant_twin
 
-        return quant_twin(model, **quant)
-    if isinstance(model, QuantCNN):
-        q: nn.Module = QuantCNN(
+        q: nn.Module = quant_twin(model, **quant)
+    elif isinstance(model, QuantCNN):
+        q = QuantCNN(
             model.input_shape,
             model.conv_specs,
             model.hidden,
@@ -165,9 +165,15 @@ def float_to_quant(model: nn.Module, settings: QuantizeStep) -> nn.Module:
             ranks=model.ranks,
             **quant,
         )
-    _, unexpected = q.load_state_dict(model.state_dict(), strict=False)
-    if unexpected:
-        raise ConfigError(f"compress: float weights do not fit the quantized model: {unexpected}")
+    # every float tensor must land, and every quantized-model tensor that is not a
+    # quantizer's own parameter (those start fresh and calibrate during QAT) must be filled
+    missing, unexpected = q.load_state_dict(model.state_dict(), strict=False)
+    unfilled = [k for k in missing if "_quant." not in k]
+    if unexpected or unfilled:
+        raise ConfigError(
+            f"compress: float weights do not fit the quantized model: unexpected {unexpected}, "
+            f"unfilled {unfilled}"
+        )
     return q
 
 

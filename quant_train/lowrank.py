@@ -212,11 +212,17 @@ def cp_fit(w: np.ndarray, r: int, seed: int) -> float:
 
 
 def conv_rank_for_energy(
-    kind: str, w: np.ndarray, energy: float, name: str, seed: int = 0
-) -> tuple[int, ...]:
-    """The smallest rank of ``kind`` that keeps ``energy`` of ``w`` (see the module doc)."""
+    kind: str, w: np.ndarray, energy: float, seed: int = 0
+) -> tuple[int, ...] | None:
+    """The rank of ``kind`` chosen to keep ``energy`` of ``w`` (see the module doc), or
+    None when no factorization with fewer weights than the layer keeps it.
+
+    Spatial and CP: the smallest such rank. Tucker-2: the smallest per-mode ranks that
+    keep ``(1 + energy) / 2`` of each mode, a guarantee for the whole, not the smallest
+    pair that happens to reach ``energy``.
+    """
     check_energy(energy)
-    oc, ic = w.shape[:2]
+    oc, ic, k = w.shape[0], w.shape[1], w.shape[2]
     if kind == "tucker":  # (r_in, r_out): modes 1 and 0 of [OC, IC, KH, KW]
         spectra = [
             np.linalg.svd(np.moveaxis(w, m, 0).reshape(w.shape[m], -1), compute_uv=False)
@@ -226,14 +232,15 @@ def conv_rank_for_energy(
     if kind == "spatial":
         return (rank_for_energy(np.linalg.svd(_spatial_matrix(w), compute_uv=False), energy),)
     if kind == "cp":
-        cap = ic * oc
+        # the largest rank that still has fewer weights than the layer: no need to look
+        # further (a longer search would cost minutes of ALS on a 64 -> 64 layer)
+        cap = (w.size - 1) // (ic + 2 * k + oc)
+        if cap < 1:
+            return None
         hi, fit = 1, cp_fit(w, 1, seed)
         while fit < energy - 1e-9:
             if hi >= cap:
-                raise ConfigError(
-                    f"factorize.energy = {energy} for {name}: CP up to rank {cap} keeps "
-                    f"only {fit:.1%}; lower the energy or give a rank"
-                )
+                return None  # keeping the layer whole is cheaper than any rank that fits
             hi = min(2 * hi, cap)
             fit = cp_fit(w, hi, seed)
         lo = hi // 2 + 1 if hi > 1 else 1
@@ -333,8 +340,8 @@ def conv_factorize(
         c_in = model.input_shape[2]
         for i, (channels, k, _, _) in enumerate(model.conv_specs):
             w = state[f"convs.{i}.weight"].double().numpy()
-            r = conv_rank_for_energy(kind, w, energy, f"conv{i}", seed)
-            cheaper = factored_conv_params(kind, c_in, channels, k, r) < w.size
+            r = conv_rank_for_energy(kind, w, energy, seed)
+            cheaper = r is not None and factored_conv_params(kind, c_in, channels, k, r) < w.size
             ranks.append(r if cheaper else None)
             c_in = channels
     else:

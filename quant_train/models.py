@@ -45,6 +45,11 @@ def weight_quant_kwargs(bits: int, per_channel: bool) -> dict:
     return {"weight_quant": quant, "weight_bit_width": bits}
 
 
+def tensor_value(x: Any) -> torch.Tensor:
+    """The float tensor of a Brevitas QuantTensor, or ``x`` itself (float twins)."""
+    return x.value if hasattr(x, "value") else x
+
+
 def input_quantizer(bits: int) -> nn.Module:
     """Unsigned ``bits``-bit quantizer for inputs in [0, 1] with scale exactly ``2^-bits``.
 
@@ -188,7 +193,7 @@ class QuantMLP(nn.Module):
         for linear, norm, act in zip(self.linears, self.norms, self.acts, strict=True):
             q = act(norm(linear(q)))
         out = self.classifier(q)
-        return out.value if hasattr(out, "value") else out
+        return tensor_value(out)
 
     def export_plan(self) -> list[PlanStep]:
         """What the exporter walks: ``("dense", linear, norm, act)`` ... ``("classifier", fc)``.
@@ -364,7 +369,7 @@ class QuantCNN(nn.Module):
         for linear, norm, act in zip(self.linears, self.norms, self.acts, strict=True):
             q = act(norm(linear(q)))
         out = self.classifier(q)
-        return out.value if hasattr(out, "value") else out
+        return tensor_value(out)
 
     def export_plan(self) -> list[PlanStep]:
         """``("conv", conv, norm, act, pool)``*, ``("flatten",)``, MLP steps.

@@ -37,6 +37,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from qfab.ir import input_range
+
 FLOAT32_BYTES = 4
 SCALE_BYTES = 1  #: the layer's power-of-two scale, stored as its exponent
 CODE_LENGTH_BITS = 6  #: a Huffman code length (1..63) in a serialized table
@@ -201,7 +203,7 @@ def weight_values(codes: np.ndarray, weight_bits: int) -> np.ndarray:
 
 def weight_code_range(weight_bits: int) -> tuple[int, int]:
     """Smallest and largest weight :func:`weight_codes` can store."""
-    return (-1, 1) if weight_bits == 1 else (-(2 ** (weight_bits - 1)), 2 ** (weight_bits - 1) - 1)
+    return (-1, 1) if weight_bits == 1 else input_range(weight_bits, signed=True)
 
 
 # ---------------------------------------------------------------- Huffman coding

@@ -59,6 +59,7 @@ def test_missing_and_malformed_files(tmp_path):
     [
         ("model: {weight_bits: 33}\n", "model.weight_bits = 33 is not allowed; allowed: 1..8"),
         ("model: {act_bits: true}\n", "model.act_bits = True is not allowed; allowed: 1..8"),
+        ("model: {per_channel: 1}\n", "model.per_channel = 1 is not allowed; allowed: true, false"),
         ("model: {hidden: [0]}\n", "model.hidden[0] = 0 is not allowed"),
         ("bogus: 1\n", "unknown key 'bogus'"),
         # PE 5 does not divide 24: refused before any training starts
@@ -72,6 +73,10 @@ def test_missing_and_malformed_files(tmp_path):
         ),
         ("hw: {folding: {pe: [1, 1, 1]}}\n", "hw.folding.simd is missing"),
         ("synth: {part: ice40up5k}\n", "synth.part = 'ice40up5k' is not supported"),
+        (
+            "compress: {steps: [{quantize: {epochs: 0}}]}\n",
+            "compress.steps[0].quantize.epochs = 0 is not allowed; allowed: 1..10000",
+        ),
         ("dataset: {name: npz, path: nope.npz}\n", "dataset.path = nope.npz: file not found"),
     ],
 )

@@ -150,3 +150,30 @@ def test_level1_mismatch_exits_2_before_any_hardware(tmp_path, capsys, monkeypat
     assert not (out / "rtl").exists()
     report = json.loads((out / "report.json").read_text())
     assert report["equality"]["brevitas_vs_golden"]["mismatches"] > 0
+
+
+@pytest.mark.parametrize(
+    ("sim", "backpressure", "says"),
+    [
+        (True, False, "model 64 (not measured: fewer than 3 frames)"),
+        (True, True, "model 64 (not steady state: backpressure on)"),
+        (False, False, "model 64 (not simulated)"),
+    ],
+)
+def test_summary_says_why_cycles_were_not_measured(sim, backpressure, says):
+    from rich.console import Console
+
+    from qfab.flow import print_summary
+
+    eq = {"brevitas_vs_golden": {"mismatches": 0, "vectors": 2}}
+    if sim:
+        eq["rtl_vs_golden"] = {"simulator": "icarus", "mismatches": 0, "vectors": 2}
+    cpf = {"measured": None, "model": 64, "ratio": None, "backpressure": backpressure}
+    report = {
+        "accuracy": {"float": None, "quantized": 0.5},
+        "equality": eq,
+        "perf": {"cycles_per_frame": cpf},
+    }
+    console = Console(record=True, width=120)
+    print_summary(console, report)
+    assert says in console.export_text()

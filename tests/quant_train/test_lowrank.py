@@ -239,7 +239,7 @@ def test_conv_energy_rank_is_the_smallest_that_keeps_it(float_cnn_model, kind, e
     from quant_train.lowrank import _conv_weights, conv_rank_for_energy
 
     w = float_cnn_model.convs[1].weight.detach().double().numpy()  # [8, 6, 3, 3]
-    rank = conv_rank_for_energy(kind, w, energy, "conv1")
+    rank = conv_rank_for_energy(kind, w, energy)
 
     def fit(r):
         return _fit(w, _stage_product(kind, _conv_weights(kind, w, r, 0)))
@@ -249,19 +249,19 @@ def test_conv_energy_rank_is_the_smallest_that_keeps_it(float_cnn_model, kind, e
             s2 = np.linalg.svd(np.moveaxis(w, mode, 0).reshape(w.shape[mode], -1))[1] ** 2
             assert s2[:r].sum() >= (1 + energy) / 2 * s2.sum() > s2[: r - 1].sum()
         assert fit(rank) >= energy  # ... so the whole Tucker-2 keeps at least e
-    else:
+    else:  # minimal: no smaller rank reaches it (brute force over all of them)
         assert fit(rank) >= energy - 1e-9
-        if rank[0] > 1:
-            assert fit((rank[0] - 1,)) < energy
+        assert all(fit((r,)) < energy for r in range(1, rank[0]))
 
 
 def test_energy_keeps_a_layer_whole_when_factoring_is_not_cheaper(float_cnn_model):
     from quant_train.lowrank import conv_factorize
     from quant_train.models import FactoredConv
 
-    full = conv_factorize(float_cnn_model, "tucker", energy=1.0)  # full ranks: costlier
-    assert full.factors == [None, None]
-    assert not any(isinstance(c, FactoredConv) for c in full.convs)
+    for kind in ("tucker", "cp", "spatial"):  # all energy: no factorization is cheaper
+        full = conv_factorize(float_cnn_model, kind, energy=1.0)
+        assert full.factors == [None, None], kind
+        assert not any(isinstance(c, FactoredConv) for c in full.convs)
     some = conv_factorize(float_cnn_model, "spatial", energy=0.6)
     assert some.factors[1] is not None and some.factors[1][0] == "spatial"
 
