@@ -11,7 +11,8 @@ convolutions live in ``self.convs`` (in order) so pruning and MAC counting see t
 
 With ``weight_bits=None`` a net is its own float32 twin (``nn.Conv2d``, ``nn.ReLU``, no
 quantizers, the same module names): the baseline of ``qfab compress``, whose state
-dict loads into the quantized net (:func:`quant_twin`) for pruning, QAT and sharing.
+dict loads into the quantized net of :func:`quant_twin`
+(:func:`quant_train.compress.float_to_quant`) for QAT, sharing and encoding.
 """
 
 from __future__ import annotations
