@@ -1,9 +1,12 @@
-"""Resource estimate with Yosys ``synth_xilinx`` (Debian's yosys): LUT, FF, BRAM, DSP.
+"""Resource estimate with Yosys ``synth_xilinx`` (Debian's yosys): LUT, FF, BRAM, DSP, depth.
 
 These are Yosys' technology-mapped cell counts for the part's family, flattened at the
 top and read from ``stat -json`` (the text ``stat`` block is the fallback): an estimate
-of what Vivado would place, not its report (Vivado is not available here). The script,
-log and ``stat.json`` stay in ``workdir`` for inspection.
+of what Vivado would place, not its report (Vivado is not available here). The logic
+depth is Yosys' longest topological path (``ltp``) between registers: cells on the path
+from one flip-flop, block RAM or DSP to the next (LUTs, MUXF7/8, CARRY4 each count one),
+a proxy for the clock the design could reach. The script, log and ``stat.json`` stay in
+``workdir`` for inspection. The design is read from its folder's manifest.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from hw_gen.rtl_gen import RtlDesign
 from qfab.errors import HardwareError, ToolError
 
 #: part prefix -> synth_xilinx -family
@@ -70,23 +72,43 @@ def summarize(cells: dict[str, int]) -> dict[str, int]:
     }
 
 
+def parse_ltp(text: str) -> int | None:
+    """Length of the last ``ltp`` report in a Yosys log."""
+    found = re.findall(r"Longest topological path in \S+ \(length=(-?\d+)\)", text)
+    return int(found[-1]) if found else None
+
+
 def synth_xilinx(
-    design: RtlDesign, part: str, workdir: str | os.PathLike[str], timeout: float = 1800
+    design_dir: str | os.PathLike[str],
+    part: str,
+    workdir: str | os.PathLike[str],
+    timeout: float = 1800,
+    top: str | None = None,
 ) -> dict:
-    """Run ``yosys synth_xilinx`` on the design's top and return the resource summary."""
+    """Run ``yosys synth_xilinx`` on the design in ``design_dir`` (its ``design.json``
+    names the sources and top) and return the resource summary with the logic depth.
+
+    ``top`` synthesizes one module instead, e.g. a node's ``<node>_unit`` with its ROMs:
+    the resources of one unit alone."""
     family = family_of(part)
     yosys = shutil.which("yosys")
     if yosys is None:
         raise ToolError("yosys not found on PATH (Debian package yosys; make install adds it)")
+    design_dir = Path(design_dir)
+    try:
+        manifest = json.loads((design_dir / "design.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ToolError(f"{design_dir}: no readable design.json ({exc})") from None
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     script = workdir / "synth.ys"
-    reads = "\n".join(f"read_verilog {Path(s).resolve()}" for s in design.sources)
+    reads = "\n".join(f"read_verilog {(design_dir / s).resolve()}" for s in manifest["sources"])
     stat_json = workdir / "stat.json"
     stat_json.unlink(missing_ok=True)
     script.write_text(
-        f"{reads}\nsynth_xilinx -family {family} -top {design.top} -flatten\n"
+        f"{reads}\nsynth_xilinx -family {family} -top {top or manifest['top']} -flatten\n"
         f"tee -q -o {stat_json.resolve()} stat -json\nstat\n"
+        "select -set regs t:FD* t:RAMB* t:DSP*\nltp -noff @regs %n\n"
     )
     log = workdir / "yosys.log"
     try:
@@ -101,13 +123,15 @@ def synth_xilinx(
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise ToolError(f"yosys failed (exit {proc.returncode}): {' | '.join(tail)}; see {log}")
-    cells = stat_cells(stat_json) if stat_json.exists() else parse_stat(log.read_text())
+    text = log.read_text()
+    cells = stat_cells(stat_json) if stat_json.exists() else parse_stat(text)
     return {
         "tool": "yosys",
         "version": _version(yosys),
         "part": part,
         "family": family,
         **summarize(cells),
+        "logic_depth": parse_ltp(text),
         "cells": cells,
     }
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from qfab.errors import QfabError
+from qfab.errors import ConfigError, QfabError
 
 EXIT_USER_ERROR = 2
 
@@ -23,7 +23,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from qfab.flow import run_flow
 
     cfg = load_config(args.config)
-    run_flow(cfg, Path(args.out), make_console())
+    source = Path(args.from_ir) if args.from_ir else None
+    if source is not None and not source.is_file():
+        raise ConfigError(f"--from {source}: IR file not found")
+    run_flow(cfg, Path(args.out), make_console(), from_ir=source)
     wrote = [p for p in ("model.qfab.npz", "rtl/", "report.json") if (Path(args.out) / p).exists()]
     print("wrote " + ", ".join(f"{args.out}/{p}" for p in wrote))
     return 0
@@ -51,20 +54,60 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from qfab.ir import Graph
+    from qfab.ir import Graph, infer_shapes
     from qfab.ranges import node_ranges
 
     graph = Graph.load(args.ir)
+    console = make_console()
     ranges = node_ranges(graph)
-    table = Table(title=str(args.ir))
-    for col in ("node", "op", "inputs", "shape", "range", "bits"):
+    table = Table(title=f"{args.ir}: model graph")
+    for col in ("node", "op", "inputs", "tensors", "range", "bits"):
         table.add_column(col)
     for n in graph.nodes:
         shape = ", ".join(f"{k}{list(v.shape)}" for k, v in n.tensors.items())
         r = ranges.get(n.name)
         span = f"[{r.min}, {r.max}]" if r else "float"
         table.add_row(n.name, n.op, ",".join(n.inputs), shape, span, str(r.bits) if r else "")
-    make_console().print(table)
+    console.print(table)
+    hw = graph.lowered
+    if hw is None:
+        console.print("no hardware graph (not lowered yet: qfab run lowers it)")
+        return 0
+    from hw_gen.perf import perf_model
+
+    shapes, hw_ranges = infer_shapes(hw), node_ranges(hw)
+    perf = perf_model(hw, float(hw.meta.get("clock_mhz", 100.0)))
+    table = Table(title=f"hardware graph ({hw.meta.get('folding', '')})")
+    for col in ("node", "op", "inputs", "shape", "PE", "SIMD", "cycles/frame", "element", "equals"):
+        table.add_column(col)
+    for n in hw.nodes:
+        r = hw_ranges.get(n.name)
+        el = (
+            ""
+            if r is None
+            else ("bipolar" if r.bipolar else f"{r.bits}-bit" + (" signed" if r.signed else ""))
+        )
+        fold = {k: str(n.attrs[k]) for k in ("pe", "simd") if n.attrs.get(k) is not None}
+        if n.op == "DWC":
+            fold = {"pe": f"{n.attrs['in_elems']}->{n.attrs['out_elems']}"}
+        if n.op == "FIFO":
+            fold["simd"] = f"depth {n.attrs['depth']}"
+        table.add_row(
+            n.name,
+            n.op,
+            ",".join(n.inputs),
+            str(list(shapes[n.name])),
+            fold.get("pe", ""),
+            fold.get("simd", ""),
+            str(n.attrs.get("cycles", "")),
+            el,
+            n.attrs.get("model_node") or "",
+        )
+    console.print(table)
+    console.print(
+        f"modelled: {perf['cycles_per_frame']} cycles/frame (bottleneck {perf['bottleneck']}), "
+        f"{perf['frames_per_s']:,.0f} frames/s at {perf['clock_mhz']:g} MHz"
+    )
     return 0
 
 
@@ -76,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train, export, check, generate RTL, simulate, synthesize")
     run.add_argument("config", help="YAML config (see README: config reference)")
     run.add_argument("--out", required=True, help="output folder (written atomically)")
+    run.add_argument(
+        "--from",
+        dest="from_ir",
+        metavar="IR",
+        help="start from an exported model.qfab.npz (e.g. from qfab compress): no training",
+    )
     run.set_defaults(func=_cmd_run)
     comp = sub.add_parser(
         "compress",
@@ -87,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config and print it with defaults")
     check.add_argument("config")
     check.set_defaults(func=_cmd_check)
-    info = sub.add_parser("info", help="print the nodes, value ranges and widths of an IR file")
+    info = sub.add_parser(
+        "info", help="print an IR file: model graph (ranges, widths) and hardware graph"
+    )
     info.add_argument("ir")
     info.set_defaults(func=_cmd_info)
     return parser

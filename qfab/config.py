@@ -78,17 +78,30 @@ class TrainConfig(Section):
 
 
 class FoldingConfig(Section):
-    """Explicit folding: one PE and one SIMD entry per Dense layer."""
+    """Explicit folding: one PE and one SIMD entry per compute unit (MVAU, XNOR unit or
+    vector unit of the lowered graph, in order: one per Dense and Conv2d layer)."""
 
     pe: list[PositiveInt]
     simd: list[PositiveInt]
 
 
 class HwConfig(Section):
-    """``hw:`` hardware generation."""
+    """``hw:`` hardware generation (lowering, folding, clock)."""
 
     folding: Literal["auto"] | FoldingConfig = "auto"
-    target_cycles: Int = Field(64, ge=1)
+    # auto: 64 for fully connected nets; for image nets the slowest sliding window at one
+    # tap (all channels) per cycle, max over convolutions of OH*OW*KH*KW
+    target_cycles: Literal["auto"] | PositiveInt = "auto"
+    target_fps: Float | None = Field(None, gt=0)  # instead of target_cycles, at clock_mhz
+    clock_mhz: Float = Field(100.0, gt=0, le=1000)
+    max_port_bits: Int = Field(64, ge=8, le=4096)  # widest s_axis/m_axis tdata (width converters)
+    xnor: Bool = True  # bipolar layers on XNOR-popcount units (false: the generic MVAU)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> HwConfig:
+        if self.target_fps is not None and self.target_cycles != "auto":
+            raise ValueError("give target_cycles or target_fps, not both")
+        return self
 
 
 class SimConfig(Section):

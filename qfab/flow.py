@@ -9,7 +9,6 @@ never leaves a half-written output folder behind.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qfab.config import Config
-from qfab.errors import ConfigError, MismatchError
+from qfab.errors import ConfigError, HardwareError, MismatchError
 from qfab.golden import quantize_input, run_golden
 from qfab.ir import Graph
 
@@ -47,25 +46,40 @@ class StageLog:
         self.console.print(f"[green]✓[/] {what} [dim]({self.seconds[name]:.1f} s)[/]")
 
 
-def layer_dims(features: int, cfg: Config, classes: int) -> list[tuple[int, int]]:
-    """(MW, MH) of every Dense layer of an MLP config, known before training."""
-    from quant_train.zoo import MLP_SIZES
+def hardware_settings(cfg: Config) -> dict[str, Any]:
+    """Keyword arguments of :func:`hw_gen.passes.lower` from the ``hw:`` section."""
+    hw = cfg.hw
+    target = None if hw.target_cycles == "auto" else int(hw.target_cycles)
+    if hw.target_fps is not None:
+        target = max(1, int(hw.clock_mhz * 1e6 // hw.target_fps))
+    explicit = hw.folding != "auto"
+    return {
+        "pe": list(hw.folding.pe) if explicit else None,
+        "simd": list(hw.folding.simd) if explicit else None,
+        "target_cycles": target,
+        "max_port_bits": hw.max_port_bits,
+        "xnor": hw.xnor,
+    }
 
-    sizes = [features, *MLP_SIZES.get(cfg.model.arch, cfg.model.hidden), classes]
-    return list(itertools.pairwise(sizes))
 
+def precheck_hardware(cfg: Config, untrained: Any | None) -> None:
+    """Everything the hardware stages would refuse, refused *before* training.
 
-def precheck_hardware(cfg: Config, dims: list[tuple[int, int]] | None) -> None:
-    """Reject an explicit folding that cannot fit the MLP's layers (``dims``: (MW, MH)
-    each, None for conv nets) and an unknown synthesis part *before* any training."""
-    from hw_gen.folding import fold_layers
+    ``untrained`` is the configured Brevitas model before training: it is exported and
+    lowered with the configured folding, so an op or shape the lowering cannot map, a
+    folding that does not divide a unit, or a bad synthesis part is one line naming the
+    node or key now, not after minutes of training. (Thresholds of an untrained model
+    differ from the trained ones; the structure, shapes and bit widths do not.)
+    """
+    from hw_gen.passes import lower
     from hw_gen.synth_yosys import family_of
 
-    if dims is not None and cfg.hw.folding != "auto":
-        layers = [(f"fc{i}", mw, mh) for i, (mw, mh) in enumerate(dims)]
-        fold_layers(layers, list(cfg.hw.folding.pe), list(cfg.hw.folding.simd))
     if cfg.synth.enabled:
         family_of(cfg.synth.part)
+    if untrained is not None:
+        from quant_train.export_ir import export_model
+
+        lower(export_model(untrained), **hardware_settings(cfg))
 
 
 @contextmanager
@@ -100,8 +114,13 @@ def atomic_output(out: Path) -> Iterator[Path]:
         raise
 
 
-def run_flow(cfg: Config, out: Path, console: Console | None = None) -> dict[str, Any]:
+def run_flow(
+    cfg: Config, out: Path, console: Console | None = None, from_ir: Path | None = None
+) -> dict[str, Any]:
     """Run every stage, write ``out/{model.qfab.npz, rtl/, report.json}``; return the report.
+
+    ``from_ir``: start from an exported IR file (e.g. ``qfab compress``'s
+    ``model.qfab.npz``) instead of training; the data set still gives the test vectors.
 
     A failed equality is a finished run, not a partial one: the folder is kept (the
     report names the first mismatch, the IR and RTL are there to inspect) and the
@@ -109,16 +128,53 @@ def run_flow(cfg: Config, out: Path, console: Console | None = None) -> dict[str
     """
     console = console or Console()
     with atomic_output(Path(out)) as work:
-        report = _run_stages(cfg, work, console)
+        report = _run_stages(cfg, work, console, from_ir)
     if report.get("mismatch"):
         raise MismatchError(f"{report['mismatch']} (report: {Path(out) / 'report.json'})")
     return report
 
 
-def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
+def _run_stages(cfg: Config, work: Path, console: Console, from_ir: Path | None) -> dict[str, Any]:
+    from quant_train.datasets import load_dataset
+
+    log = StageLog(console)
+    with log.stage("data", f"data set '{cfg.dataset_name}'"):
+        data = load_dataset(cfg.dataset_name, cfg.dataset_path)
+    report: dict[str, Any] = {
+        "config": cfg.model_dump(mode="json"),
+        "dataset": {
+            "name": data.name,
+            "train": len(data.y_train),
+            "test": len(data.y_test),
+            "features": data.features,
+            "classes": data.classes,
+        },
+    }
+    if from_ir is None:
+        graph = _train_and_export(cfg, data, work, console, log, report)
+        if graph is None:
+            return report  # level 1 failed: no hardware for a model the IR does not reproduce
+    else:
+        graph = _load_model(cfg, data, Path(from_ir), log, report)
+    _hardware(cfg, graph, data, work, log, report)
+    report["seconds"] = log.seconds
+    rtl_eq = report["equality"].get("rtl_vs_golden")
+    if rtl_eq and rtl_eq["mismatches"]:
+        report["mismatch"] = (
+            f"RTL != golden on {rtl_eq['mismatches']}/{rtl_eq['vectors']} "
+            f"vectors; first: {rtl_eq['first_mismatch']}"
+        )
+    _write_report(work, report)
+    print_summary(console, report)
+    return report
+
+
+def _train_and_export(
+    cfg: Config, data: Any, work: Path, console: Console, log: StageLog, report: dict[str, Any]
+) -> Graph | None:
+    """Float baseline, QAT, export, level 1. None (report written) if level 1 fails."""
     import torch
 
-    from quant_train.datasets import load_dataset
     from quant_train.equality import compare_brevitas_to_golden
     from quant_train.export_ir import export_model
     from quant_train.train import (
@@ -130,25 +186,9 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
     )
     from quant_train.zoo import IMAGE_ARCHS, build_model
 
-    log = StageLog(console)
-    with log.stage("data", f"data set '{cfg.dataset_name}'"):
-        data = load_dataset(cfg.dataset_name, cfg.dataset_path)
-    is_mlp = cfg.model.arch not in IMAGE_ARCHS
-    precheck_hardware(cfg, layer_dims(data.features, cfg, data.classes) if is_mlp else None)
     settings = TrainSettings(cfg.train.epochs, cfg.train.seed, cfg.train.lr, cfg.train.batch_size)
-    report: dict[str, Any] = {
-        "config": cfg.model_dump(mode="json"),
-        "dataset": {
-            "name": data.name,
-            "train": len(data.y_train),
-            "test": len(data.y_test),
-            "features": data.features,
-            "classes": data.classes,
-        },
-    }
-
     m = cfg.model
-    shape = data.image_shape if not is_mlp else (data.features,)
+    shape = data.image_shape if m.arch in IMAGE_ARCHS else (data.features,)
 
     def zoo_model(**quant: Any) -> Any:
         seed_everything(settings.seed)
@@ -162,18 +202,20 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
             **quant,
         )
 
+    quant = {
+        "weight_bits": m.weight_bits,
+        "act_bits": m.act_bits,
+        "input_bits": m.input_bits,
+        "per_channel": m.per_channel,
+    }
+    precheck_hardware(cfg, zoo_model(**quant))
     float_acc = None
     if cfg.train.float_baseline:
         fmodel = zoo_model(weight_bits=None)  # the same topology in float32
         with _epochs(console, "float baseline", settings.epochs) as tick:
             train_classifier(fmodel, data.x_train, data.y_train, settings, tick)
         float_acc = accuracy(predict(fmodel, data.x_test), data.y_test)
-    qmodel = zoo_model(
-        weight_bits=m.weight_bits,
-        act_bits=m.act_bits,
-        input_bits=m.input_bits,
-        per_channel=m.per_channel,
-    )
+    qmodel = zoo_model(**quant)
     label = f"QAT w{m.weight_bits}a{m.act_bits}"
     with _epochs(console, label, settings.epochs) as tick:
         train_classifier(qmodel, data.x_train, data.y_train, settings, tick)
@@ -199,91 +241,139 @@ def _run_stages(cfg: Config, work: Path, console: Console) -> dict[str, Any]:
             f"first: {eq1.first_mismatch}"
         )
         _write_report(work, report)
-        return report  # no hardware for a model the IR does not reproduce
+        return None
+    return graph
 
-    from hw_gen.rtl_gen import RTL_OPS
 
-    unsupported = sorted({n.op for n in graph.nodes} - RTL_OPS)
-    if unsupported:
-        why = (
-            f"RTL generation skipped: the generator does not map {', '.join(unsupported)} "
-            "yet (IR, golden and level 1 are done)"
-        )
-        console.print(f"[yellow]![/] {why}")
-        report["hardware"] = {"skipped": why}
-        report["perf"] = {"cycles_per_frame": {"measured": None, "model": None, "ratio": None}}
-    else:
-        _hardware(cfg, graph, data, work, log, report)
-    report["seconds"] = log.seconds
-    rtl_eq = report["equality"].get("rtl_vs_golden")
-    if rtl_eq and rtl_eq["mismatches"]:
-        report["mismatch"] = (
-            f"RTL != golden on {rtl_eq['mismatches']}/{rtl_eq['vectors']} "
-            f"vectors; first: {rtl_eq['first_mismatch']}"
-        )
-    _write_report(work, report)
-    print_summary(console, report)
-    return report
+def _load_model(cfg: Config, data: Any, path: Path, log: StageLog, report: dict[str, Any]) -> Graph:
+    """An exported IR as the model: checked against the data set, its lowering prechecked."""
+    from hw_gen.passes import lower
+    from hw_gen.synth_yosys import family_of
+
+    with log.stage("load", f"model from {path}"):
+        graph = Graph.load(path)
+        feats = int(graph.nodes[0].attrs["features"])
+        if feats != data.features:
+            raise ConfigError(
+                f"--from {path}: the model takes {feats} features, data set "
+                f"'{data.name}' has {data.features}"
+            )
+        if cfg.synth.enabled:
+            family_of(cfg.synth.part)
+        lower(graph, **hardware_settings(cfg))  # refuse before anything is written
+        gold = run_golden(graph, data.x_test)
+    report["source"] = {"ir": str(path), "meta": graph.meta}
+    report["accuracy"] = {
+        "float": None,
+        "brevitas": None,
+        "quantized": float(np.mean(gold.prediction == data.y_test)),
+    }
+    report["equality"] = {
+        "brevitas_vs_golden": {
+            "skipped": f"model read from {path}: level 1 was checked when it was exported",
+            "float32_exact": graph.meta.get("float32_exact"),
+        }
+    }
+    return graph
 
 
 def _hardware(
     cfg: Config, graph: Graph, data: Any, work: Path, log: StageLog, report: dict[str, Any]
 ) -> None:
-    """Fold, generate RTL, simulate against golden, synthesize."""
-    from hw_gen.folding import auto_fold, cycles_per_frame_bound, explicit_fold
-    from hw_gen.rtl_gen import generate_rtl
+    """Lower (both levels checked by golden), generate from the saved IR, simulate, synthesize.
 
-    folds = (
-        auto_fold(graph, cfg.hw.target_cycles)
-        if cfg.hw.folding == "auto"
-        else explicit_fold(graph, list(cfg.hw.folding.pe), list(cfg.hw.folding.simd))
-    )
-    with log.stage("rtl", "generate RTL (one MVAU per layer, AXI-Stream top)"):
-        design = generate_rtl(graph, folds, work / "rtl")
-    bound = cycles_per_frame_bound(folds)
+    The lowered graph goes into ``model.qfab.npz``; generation, simulation and synthesis
+    read it back from that file (and the design's manifest), never from objects in memory.
+    """
+    from hw_gen.passes import lower
+    from hw_gen.verilog.emit import generate_verilog
+    from qfab.golden import compare_levels
+
+    x_pool = np.concatenate([data.x_test, data.x_train])
+    x_check = quantize_input(graph.nodes[0], x_pool[: min(len(x_pool), 1000)])
+    with log.stage("lower", "lower to the hardware graph (golden runs both levels)"):
+        hw = lower(graph, **hardware_settings(cfg))
+        differs = compare_levels(graph, hw, x_check)
+        if differs is not None:
+            raise HardwareError(
+                f"lowering changed the results (a qfab bug): node '{differs[0]}', vector "
+                f"{differs[1]}, channel {differs[2]}: {differs[3]} -> {differs[4]}"
+            )
+        hw.meta["clock_mhz"] = cfg.hw.clock_mhz
+        graph.lowered = hw
+        graph.save(work / "model.qfab.npz")
+    stored = Graph.load(work / "model.qfab.npz")
+    with log.stage("rtl", "generate RTL from the IR file (one unit per hardware node)"):
+        design = generate_verilog(stored.lowered, work / "rtl", clock_mhz=cfg.hw.clock_mhz)
+    perf = design["perf"]
     report["hardware"] = {
+        "top": design["top"],
+        "folding_policy": hw.meta["folding"],
+        "units": [{k: v for k, v in n.items() if k != "module"} for n in design["nodes"]],
         "folding": [
-            {"layer": f.name, "MW": f.mw, "MH": f.mh, "PE": f.pe, "SIMD": f.simd} for f in folds
+            {
+                "unit": n.name,
+                "op": n.op,
+                "MH": int(n.tensors["weight"].shape[0]),
+                "MW": int(n.tensors["weight"].shape[1]),
+                "PE": n.attrs["pe"],
+                "SIMD": n.attrs.get("simd", 1),
+                "cycles": n.attrs["cycles"],
+            }
+            for n in stored.lowered.nodes
+            if n.op in ("MVAU", "XnorMVAU", "VVAU")
         ],
-        "top": design.top,
+        "ports": {
+            "s_axis": {
+                k: design["input"][k] for k in ("tdata_bits", "elems_per_beat", "beats_per_frame")
+            },
+            "m_axis": {
+                k: design["output"][k] for k in ("tdata_bits", "elems_per_beat", "beats_per_frame")
+            },
+        },
     }
-    report["perf"] = {"cycles_per_frame": {"measured": None, "model": bound, "ratio": None}}
-
+    report["perf"] = {
+        "cycles_per_frame": {"measured": None, "model": perf["cycles_per_frame"], "ratio": None},
+        "bottleneck": perf["bottleneck"],
+        "clock_mhz": perf["clock_mhz"],
+        "frames_per_s_model": perf["frames_per_s"],
+        "latency_cycles": {"measured": None, "bound": perf["latency_bound"]},
+    }
     if cfg.sim.enabled:
-        report["equality"]["rtl_vs_golden"] = _simulate(cfg, graph, data, design, work, log, report)
+        report["equality"]["rtl_vs_golden"] = _simulate(cfg, stored, data, work, log, report)
     if cfg.synth.enabled:
         from hw_gen.synth_yosys import synth_xilinx
 
         with log.stage("synth", f"Yosys synth_xilinx for {cfg.synth.part}"):
-            report["resources"] = synth_xilinx(design, cfg.synth.part, work / "synth")
+            report["resources"] = synth_xilinx(work / "rtl", cfg.synth.part, work / "synth")
 
 
 def _simulate(
     cfg: Config,
     graph: Graph,
     data: Any,
-    design: Any,
     work: Path,
     log: StageLog,
     report: dict[str, Any],
 ) -> dict[str, Any]:
     from sim.compare import compare_rtl_to_golden
-    from sim.runner import run_cocotb
+    from sim.runner import load_manifest, run_cocotb
 
     pool = np.concatenate([data.x_test, data.x_train])
     n = min(cfg.sim.vectors, len(pool))
     x_int = quantize_input(graph.nodes[0], pool[:n])
     what = f"level 2: RTL == golden, {n} vectors on {cfg.sim.simulator}"
+    manifest = load_manifest(work / "rtl")
     with log.stage("sim", what):
         result = run_cocotb(
-            design,
+            work / "rtl",
             x_int,
             simulator=cfg.sim.simulator,
             backpressure=cfg.sim.backpressure,
             seed=cfg.train.seed,
             build_dir=work / "sim_build",
         )
-        eq = compare_rtl_to_golden(graph, x_int, result)
+        eq = compare_rtl_to_golden(graph, x_int, result, manifest["output"]["model_node"])
     shutil.rmtree(work / "sim_build", ignore_errors=True)  # large, and rebuilt on demand
     measured = result.cycles_per_frame
     bound = report["perf"]["cycles_per_frame"]["model"]
@@ -296,6 +386,7 @@ def _simulate(
         else "with random backpressure (not steady state)",
         "backpressure": cfg.sim.backpressure,
     }
+    report["perf"]["latency_cycles"]["measured"] = result.latency_cycles
     report["perf"]["total_cycles"] = result.total_cycles
     return {"simulator": cfg.sim.simulator, **eq}
 
@@ -336,7 +427,12 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
     fl = "—" if acc["float"] is None else f"{acc['float']:.2%}"
     table.add_row("accuracy", f"float {fl}   quantized (golden) {acc['quantized']:.2%}")
     b = eq["brevitas_vs_golden"]
-    table.add_row("Brevitas == golden", f"{b['mismatches']} mismatches / {b['vectors']} vectors")
+    if "skipped" in b:
+        table.add_row("Brevitas == golden", b["skipped"])
+    else:
+        table.add_row(
+            "Brevitas == golden", f"{b['mismatches']} mismatches / {b['vectors']} vectors"
+        )
     if "rtl_vs_golden" in eq:
         r = eq["rtl_vs_golden"]
         table.add_row(
@@ -358,12 +454,19 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
             else "not measured: fewer than 3 frames"
         )
         table.add_row("cycles / frame", f"model {cpf['model']} ({why})")
-    if "skipped" in report.get("hardware", {}):
-        table.add_row("hardware", report["hardware"]["skipped"])
+    perf = report["perf"]
+    if perf.get("bottleneck"):
+        table.add_row(
+            "throughput (model)",
+            f"{perf['frames_per_s_model']:,.0f} frames/s at {perf['clock_mhz']:g} MHz "
+            f"(bottleneck {perf['bottleneck']})",
+        )
     if "resources" in report:
         res = report["resources"]
+        depth = res.get("logic_depth")
         table.add_row(
             f"resources ({res['tool']}, {res['part']})",
-            f"LUT {res['LUT']}   FF {res['FF']}   BRAM36 {res['BRAM36']}   DSP {res['DSP']}",
+            f"LUT {res['LUT']}   FF {res['FF']}   BRAM36 {res['BRAM36']}   DSP {res['DSP']}"
+            + (f"   logic depth {depth}" if depth is not None else ""),
         )
     console.print(table)

@@ -1,8 +1,9 @@
 """Golden integer executor: the reference every other level is compared against.
 
-It runs the IR in NumPy with int64 arithmetic (the accumulator range is checked to fit)
-and keeps every node's output, so a mismatch can be located at its first layer,
-channel and vector rather than only at the logits.
+It runs any graph of the IR, model or hardware level, in NumPy with int64 arithmetic
+(the accumulator range is checked to fit), each node by its op's
+:meth:`~qfab.ops.base.Op.execute`, and keeps every node's output, so a mismatch can be
+located at its first layer, channel and vector rather than only at the logits.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from qfab.errors import IRError
-from qfab.ir import Graph, Node, decode_codebook, infer_shapes, input_range, shuffle_order
+from qfab.ir import Graph, Node, infer_shapes
+from qfab.ops import OPS, op_of
 from qfab.ranges import node_ranges
+from qfab.values import input_range
 
 
 @dataclass
@@ -42,72 +45,22 @@ def quantize_input(node: Node, x: np.ndarray) -> np.ndarray:
 
 def dense_weight(node: Node) -> np.ndarray:
     """The integer weight matrix, decoded from the codebook when the layer shares weights."""
-    if "codebook" in node.tensors:
-        return decode_codebook(node.tensors["codebook"], node.tensors["weight_index"])
-    return node.tensors["weight"].astype(np.int64)
+    return OPS["Dense"].weight(node)
 
 
-def dense(node: Node, x: np.ndarray) -> np.ndarray:
-    """Integer matrix product ``x @ W.T (+ bias)`` in int64."""
-    acc = x.astype(np.int64) @ dense_weight(node).T
-    if "bias" in node.tensors:
-        acc = acc + node.tensors["bias"].astype(np.int64)
-    return acc
+def multi_threshold(node: Node, acc: np.ndarray) -> np.ndarray:
+    """``offset + number of thresholds reached`` per channel (``acc >= T``); bipolar: ±1."""
+    return OPS["MultiThreshold"].execute(node, [acc], [], ())
 
 
 def conv2d(node: Node, x: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
     """NHWC integer convolution by im2col: ``[N, H*W*C]`` -> ``[N, OH*OW*OC]``."""
-    w = dense_weight(node)  # [OC, KH, KW, ICg]
-    oc, kh, kw, icg = w.shape
-    (sh, sw), (ph, pw) = node.attrs["stride"], node.attrs["padding"]
-    groups = int(node.attrs["groups"])
-    h, wd, c = in_shape
-    img = np.pad(x.reshape(-1, h, wd, c), ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
-    # patches[n, oy, ox, ky, kx, c]
-    rows = (np.arange(oh) * sh)[:, None] + np.arange(kh)[None, :]  # [OH, KH]
-    cols = (np.arange(ow) * sw)[:, None] + np.arange(kw)[None, :]  # [OW, KW]
-    patches = img[:, rows[:, None, :, None], cols[None, :, None, :], :]  # [N, OH, OW, KH, KW, C]
-    out = np.empty((len(img), oh, ow, oc), np.int64)
-    og = oc // groups
-    for g in range(groups):
-        p = patches[..., g * icg : (g + 1) * icg].reshape(len(img), oh, ow, -1)
-        wg = w[g * og : (g + 1) * og].reshape(og, -1)
-        out[..., g * og : (g + 1) * og] = p @ wg.T
-    return out.reshape(len(img), -1)
+    return OPS["Conv2d"].execute(node, [x], [in_shape], ())
 
 
 def max_pool(node: Node, x: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
     """Per-channel maximum over windows (integers, so it commutes with thresholds)."""
-    (kh, kw), (sh, sw) = node.attrs["kernel"], node.attrs["stride"]
-    h, wd, c = in_shape
-    img = x.reshape(-1, h, wd, c)
-    oh, ow = (h - kh) // sh + 1, (wd - kw) // sw + 1
-    out = np.full((len(img), oh, ow, c), np.iinfo(np.int64).min)
-    for dy in range(kh):
-        for dx in range(kw):
-            out = np.maximum(out, img[:, dy : dy + sh * oh : sh, dx : dx + sw * ow : sw, :])
-    return out.reshape(len(img), -1)
-
-
-def multi_threshold(node: Node, acc: np.ndarray) -> np.ndarray:
-    """``offset + number of thresholds reached`` per channel (``acc >= T``); bipolar: ±1.
-
-    ``acc`` is ``[N, features]`` with channels innermost (NHWC), so it is viewed as
-    ``[N, pixels, C]`` against the ``[C, levels]`` thresholds.
-    """
-    t = node.tensors["thresholds"].astype(np.int64)
-    a = acc.reshape(len(acc), -1, t.shape[0])
-    count = (a[..., None] >= t).sum(axis=-1).reshape(len(acc), -1).astype(np.int64)
-    if node.attrs.get("bipolar"):
-        return 2 * count - 1
-    return count + int(node.attrs["offset"])
-
-
-def output_dequant(node: Node, acc: np.ndarray) -> np.ndarray:
-    """``float32(acc) * scale + bias`` in float32, the only float step after the input."""
-    scale = node.tensors["scale"].astype(np.float32)
-    return acc.astype(np.float32) * scale + node.tensors["bias"].astype(np.float32)
+    return OPS["MaxPool"].execute(node, [x], [in_shape], ())
 
 
 def run_golden(graph: Graph, x: np.ndarray) -> GoldenResult:
@@ -127,36 +80,17 @@ def run_golden_int(graph: Graph, x_int: np.ndarray) -> GoldenResult:
     worst = max(max(abs(r.min), abs(r.max)) for r in ranges.values())
     if worst >= 2**62:
         raise IRError(f"golden: accumulator range {worst} does not fit int64")
-    outs: dict[str, np.ndarray] = {graph.nodes[0].name: np.asarray(x_int, dtype=np.int64)}
+    x_int = np.asarray(x_int, dtype=np.int64)
+    feats = int(graph.nodes[0].attrs["features"])
+    if x_int.ndim != 2 or x_int.shape[1] != feats:
+        raise IRError(f"golden: input shape {x_int.shape}, graph expects [N, {feats}]")
+    outs: dict[str, np.ndarray] = {}
     logits = None
-    for n in graph.nodes[1:]:
-        x = outs[n.inputs[0]]
-        if n.op == "Dense":
-            outs[n.name] = dense(n, x)
-        elif n.op == "MultiThreshold":
-            outs[n.name] = multi_threshold(n, x)
-        elif n.op == "Conv2d":
-            outs[n.name] = conv2d(n, x, shapes[n.inputs[0]])
-        elif n.op == "MaxPool":
-            outs[n.name] = max_pool(n, x, shapes[n.inputs[0]])
-        elif n.op == "Flatten":
-            outs[n.name] = x
-        elif n.op == "Add":
-            outs[n.name] = sum(
-                outs[i] << int(s) for i, s in zip(n.inputs, n.attrs["shift"], strict=True)
-            )
-        elif n.op == "Concat":
-            parts = [outs[i].reshape(len(x), -1, shapes[i][-1]) for i in n.inputs]
-            outs[n.name] = np.concatenate(parts, axis=2).reshape(len(x), -1)
-        elif n.op == "ChannelShuffle":
-            c = shapes[n.name][-1]
-            order = shuffle_order(c, int(n.attrs["groups"]))
-            outs[n.name] = x.reshape(len(x), -1, c)[:, :, order].reshape(len(x), -1)
-        elif n.op == "OutputDequant":
-            logits = output_dequant(n, x)
-            outs[n.name] = logits
-        else:  # validate() guarantees the op set; a new op must be added here
-            raise IRError(f"golden: op {n.op} of node '{n.name}' is not implemented")
+    for n in graph.nodes:
+        xs = [outs[i] for i in n.inputs] if n.inputs else [x_int]
+        outs[n.name] = op_of(n).execute(n, xs, [shapes[i] for i in n.inputs], shapes[n.name])
+        if n.op == "OutputDequant":
+            logits = outs[n.name]
     if logits is None:
         raise IRError("golden: graph has no OutputDequant node")
     return GoldenResult(outs, logits)
@@ -182,3 +116,25 @@ def first_mismatch(
         return None
     v, c = (int(i) for i in diff[0])
     return layer, v, c, int(expected[v, c]), int(actual[v, c])
+
+
+def compare_levels(
+    model: Graph, hardware: Graph, x_int: np.ndarray
+) -> tuple[str, int, int, int, int] | None:
+    """Run both levels on the same input integers; the first differing node, or None.
+
+    Every hardware node that names a ``model_node`` must produce exactly that node's
+    output, and both graphs must end in the same logits.
+    """
+    m = run_golden_int(model, x_int)
+    h = run_golden_int(hardware, x_int)
+    for n in hardware.nodes:
+        ref = n.attrs.get("model_node")
+        if ref is not None:
+            found = first_mismatch(m.outputs[ref], h.outputs[n.name], n.name)
+            if found is not None:
+                return found
+    if not np.array_equal(m.logits, h.logits):
+        v, c = (int(i) for i in np.argwhere(m.logits != h.logits)[0])
+        return "logits", v, c, int(m.logits[v, c] * 0), 0
+    return None

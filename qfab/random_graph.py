@@ -1,16 +1,182 @@
 """Random but valid IR graphs, for tests and benchmarks of the stages after export.
 
-Hardware and golden tests should not need a trained network: a random MLP with the
+Hardware and golden tests should not need a trained network: a random graph with the
 same operator mix exercises every width and folding corner (odd sizes, 8-bit weights,
-thresholds at the edges of the accumulator range) in milliseconds.
+thresholds at the edges of the accumulator range) in milliseconds. :class:`GraphBuilder`
+builds any arrangement of the model ops (convolutions of every kind, pools, residual
+adds, concatenations, shuffles, dense layers) with random integer weights and
+thresholds drawn inside each channel's reachable accumulator range;
+:func:`random_mlp_graph` is the common MLP case.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from qfab.ir import Graph, Node, input_range, weight_range
-from qfab.ranges import IntRange, dense_acc_range
+from qfab.ir import Graph, Node, infer_shapes, input_range, weight_range
+from qfab.ranges import node_ranges
+
+
+class GraphBuilder:
+    """Append model ops one by one; every method returns the new node's name.
+
+    Thresholds are drawn around each channel's accumulator range, and a few channels
+    get thresholds at ``hi + 1`` (never reached) and ``lo`` (always reached), so every
+    output level and both extremes occur.
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        *,
+        input_bits: int = 8,
+        signed_input: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.rng = np.random.default_rng(seed)
+        feats = int(np.prod(shape))
+        attrs = {
+            "bits": input_bits,
+            "signed": signed_input,
+            "scale": 2.0**-input_bits,
+            "features": feats,
+        }
+        if len(shape) == 3:
+            attrs["shape"] = list(shape)
+        self.nodes = [Node("input", "InputQuant", [], attrs)]
+        self.meta = {"source": "GraphBuilder", "seed": seed}
+
+    @property
+    def last(self) -> str:
+        return self.nodes[-1].name
+
+    def _graph(self) -> Graph:
+        return Graph(list(self.nodes), dict(self.meta))
+
+    def _shape(self, name: str) -> tuple[int, ...]:
+        return infer_shapes(self._graph())[name]
+
+    def _weights(self, shape: tuple[int, ...], bits: int) -> np.ndarray:
+        lo, hi = weight_range(bits)
+        w = self.rng.integers(lo, hi + 1, size=shape)
+        return np.where(w >= 0, 1, -1) if bits == 1 else w.astype(np.int64)
+
+    def conv(
+        self,
+        channels: int,
+        kernel: tuple[int, int] = (3, 3),
+        *,
+        src: str | None = None,
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (1, 1),
+        groups: int = 1,
+        weight_bits: int = 2,
+        name: str | None = None,
+    ) -> str:
+        src = src or self.last
+        c_in = self._shape(src)[-1]
+        name = name or f"conv{len(self.nodes)}"
+        w = self._weights((channels, kernel[0], kernel[1], c_in // groups), weight_bits)
+        attrs = {
+            "weight_bits": weight_bits,
+            "stride": list(stride),
+            "padding": list(padding),
+            "groups": groups,
+        }
+        self.nodes.append(Node(name, "Conv2d", [src], attrs, {"weight": w}))
+        return name
+
+    def dense(
+        self,
+        outputs: int,
+        *,
+        src: str | None = None,
+        weight_bits: int = 2,
+        bias: bool = False,
+        name: str | None = None,
+    ) -> str:
+        src = src or self.last
+        if len(self._shape(src)) == 3:
+            src = self.flatten(src)
+        w = self._weights((outputs, self._shape(src)[0]), weight_bits)
+        tensors = {"weight": w}
+        if bias:
+            tensors["bias"] = self.rng.integers(-4, 5, size=outputs).astype(np.int64)
+        name = name or f"fc{len(self.nodes)}"
+        self.nodes.append(Node(name, "Dense", [src], {"weight_bits": weight_bits}, tensors))
+        return name
+
+    def flatten(self, src: str | None = None) -> str:
+        src = src or self.last
+        name = f"flat{len(self.nodes)}"
+        self.nodes.append(Node(name, "Flatten", [src]))
+        return name
+
+    def thresholds(
+        self,
+        bits: int = 2,
+        *,
+        src: str | None = None,
+        signed: bool = False,
+        name: str | None = None,
+    ) -> str:
+        """A MultiThreshold on ``src``'s accumulators (``bits = 1``: bipolar)."""
+        src = src or self.last
+        acc = node_ranges(self._graph())[src]
+        centre = (acc.lo + acc.hi) / 2
+        spread = np.maximum((acc.hi - acc.lo) / 6, 1)
+        nt = 2**bits - 1
+        c = len(acc.lo)
+        t = self.rng.normal(centre[:, None], spread[:, None], size=(c, nt))
+        t = np.clip(np.rint(t), acc.lo[:, None], acc.hi[:, None] + 1).astype(np.int64)
+        t[0, :] = acc.hi[0] + 1  # a channel that never fires
+        if c > 1:
+            t[1, :] = acc.lo[1]  # a channel always saturated
+        t.sort(axis=1)
+        bipolar = bits == 1
+        offset = -(2 ** (bits - 1)) if signed and not bipolar else 0
+        attrs = {"out_bits": bits, "offset": offset, **({"bipolar": True} if bipolar else {})}
+        name = name or f"mt{len(self.nodes)}"
+        self.nodes.append(Node(name, "MultiThreshold", [src], attrs, {"thresholds": t}))
+        return name
+
+    def pool(self, k: int = 2, *, src: str | None = None, stride: int | None = None) -> str:
+        src = src or self.last
+        name = f"pool{len(self.nodes)}"
+        attrs = {"kernel": [k, k], "stride": [stride or k, stride or k]}
+        self.nodes.append(Node(name, "MaxPool", [src], attrs))
+        return name
+
+    def add(self, a: str, b: str, shift: tuple[int, int] = (0, 0)) -> str:
+        name = f"add{len(self.nodes)}"
+        self.nodes.append(Node(name, "Add", [a, b], {"shift": list(shift)}))
+        return name
+
+    def concat(self, *srcs: str) -> str:
+        name = f"cat{len(self.nodes)}"
+        self.nodes.append(Node(name, "Concat", list(srcs)))
+        return name
+
+    def shuffle(self, groups: int, src: str | None = None) -> str:
+        src = src or self.last
+        name = f"shuffle{len(self.nodes)}"
+        self.nodes.append(Node(name, "ChannelShuffle", [src], {"groups": groups}))
+        return name
+
+    def output(self, src: str | None = None) -> Graph:
+        """Close with OutputDequant and return the validated graph."""
+        src = src or self.last
+        c = self._shape(src)[-1]
+        self.nodes.append(
+            Node(
+                "output",
+                "OutputDequant",
+                [src],
+                {},
+                {"scale": np.full(c, 2.0**-6, np.float32), "bias": np.zeros(c, np.float32)},
+            )
+        )
+        return self._graph().validate()
 
 
 def random_mlp_graph(
@@ -27,68 +193,17 @@ def random_mlp_graph(
 ) -> Graph:
     """An MLP ``InputQuant -> (Dense -> MultiThreshold)* -> Dense(+bias) -> OutputDequant``.
 
-    Thresholds are drawn inside the reachable accumulator range of each channel (plus a
-    few at ``hi + 1``, never reached, and at ``lo``, always reached) so every output
-    level and both extremes occur. ``act_bits = 1`` gives bipolar (±1) activations;
-    ``signed_acts`` gives signed ones (offset ``-2^(b-1)``), as between factored layers;
-    ``signed_input`` a signed ``InputQuant`` (``[-2^(b-1), 2^(b-1) - 1]``).
+    ``act_bits = 1`` gives bipolar (±1) activations; ``signed_acts`` gives signed ones
+    (offset ``-2^(b-1)``), as between factored layers; ``signed_input`` a signed
+    ``InputQuant`` (``[-2^(b-1), 2^(b-1) - 1]``).
     """
-    rng = np.random.default_rng(seed)
-    nodes = [
-        Node(
-            "input",
-            "InputQuant",
-            [],
-            {
-                "bits": input_bits,
-                "signed": signed_input,
-                "scale": 2.0**-input_bits,
-                "features": features,
-            },
-        )
-    ]
-    in_lo, in_hi = input_range(input_bits, signed_input)
-    x = IntRange(np.full(features, in_lo, np.int64), np.full(features, in_hi, np.int64))
-    prev, width = "input", features
-    wlo, whi = weight_range(weight_bits)
-    for i, h in enumerate([*hidden, classes]):
-        w = rng.integers(wlo, whi + 1, size=(h, width))
-        if weight_bits == 1:
-            w = np.where(w >= 0, 1, -1)
-        last = i == len(hidden)
-        tensors = {"weight": w.astype(np.int64)}
-        if last:
-            tensors["bias"] = rng.integers(-4, 5, size=h).astype(np.int64)
-        dense = Node(f"fc{i}", "Dense", [prev], {"weight_bits": weight_bits}, tensors)
-        nodes.append(dense)
-        if last:
-            prev = dense.name
-            break
-        acc = dense_acc_range(dense, x)
-        # Draw mostly around the typical accumulator (inputs are not all at their extremes).
-        centre = (acc.lo + acc.hi) / 2
-        spread = np.maximum((acc.hi - acc.lo) / 6, 1)
-        nt = 2**act_bits - 1
-        t = rng.normal(centre[:, None], spread[:, None], size=(h, nt))
-        t = np.clip(np.rint(t), acc.lo[:, None], acc.hi[:, None] + 1).astype(np.int64)
-        t[0, :] = acc.hi[0] + 1  # a channel that never fires
-        if h > 1:
-            t[1, :] = acc.lo[1]  # a channel always saturated
-        t.sort(axis=1)
-        bipolar = act_bits == 1
-        offset = -(2 ** (act_bits - 1)) if signed_acts and not bipolar else 0
-        attrs = {"out_bits": act_bits, "offset": offset, **({"bipolar": True} if bipolar else {})}
-        nodes.append(Node(f"mt{i}", "MultiThreshold", [dense.name], attrs, {"thresholds": t}))
-        prev, width = f"mt{i}", h
-        lo, hi = (-1, 1) if bipolar else (offset, offset + nt)
-        x = IntRange(np.full(h, lo, np.int64), np.full(h, hi, np.int64))
-    nodes.append(
-        Node(
-            "output",
-            "OutputDequant",
-            [prev],
-            {},
-            {"scale": np.full(classes, 2.0**-6, np.float32), "bias": np.zeros(classes, np.float32)},
-        )
-    )
-    return Graph(nodes, {"source": "random_mlp_graph", "seed": seed}).validate()
+    b = GraphBuilder((features,), input_bits=input_bits, signed_input=signed_input, seed=seed)
+    b.meta["source"] = "random_mlp_graph"
+    for i, h in enumerate(hidden):
+        b.dense(h, weight_bits=weight_bits, name=f"fc{i}")
+        b.thresholds(act_bits, signed=signed_acts, name=f"mt{i}")
+    b.dense(classes, weight_bits=weight_bits, bias=True, name=f"fc{len(hidden)}")
+    return b.output()
+
+
+__all__ = ["GraphBuilder", "input_range", "random_mlp_graph"]

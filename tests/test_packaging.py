@@ -13,9 +13,12 @@ import pytest
 
 
 def test_library_and_templates_are_package_resources():
-    assert resources.files("rtl").joinpath("mvau_stream.v").is_file()
-    assert resources.files("rtl").joinpath("stream_dwc.v").is_file()
+    from hw_gen.verilog.units import Design, Unit  # noqa: F401  (a subpackage imports)
+
+    for lib in ("mvau_pipe.v", "swg_stream.v", "stream_dwc.v", "fifo_stream.v"):
+        assert resources.files("rtl").joinpath(lib).is_file(), lib
     assert resources.files("hw_gen").joinpath("templates", "top.v.j2").is_file()
+    assert resources.files("hw_gen").joinpath("templates", "unit.v.j2").is_file()
 
 
 @pytest.mark.slow
@@ -49,11 +52,15 @@ def test_wheel_ships_verilog_templates_and_console_script(tmp_path):
     (wheel,) = tmp_path.glob("qfab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {
-        "rtl/mvau_stream.v",
+        "rtl/mvau_pipe.v",
+        "rtl/swg_stream.v",
         "rtl/stream_dwc.v",
         "hw_gen/templates/top.v.j2",
-        "hw_gen/templates/rom.v.j2",
+        "hw_gen/templates/unit.v.j2",
+        "hw_gen/passes/folding.py",
+        "hw_gen/verilog/emit.py",
         "qfab/ir.py",
+        "qfab/ops/compute.py",
         "sim/bench_stream.py",
     } <= names
     entry = next(n for n in names if n.endswith("entry_points.txt"))

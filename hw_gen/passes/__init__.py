@@ -1,0 +1,96 @@
+"""Lowering: the model graph -> the hardware graph, one small IR -> IR pass at a time.
+
+:func:`lower` runs, in order: :class:`LowerConv`, :class:`LowerDense`,
+:class:`LowerLayout`, :class:`MovePoolPastThresholds`, :class:`FuseThresholds`,
+:class:`CheckLowered`, :class:`ToXnor`, :class:`SetFolding`, :class:`InsertFork`,
+:class:`InsertFIFO`, :class:`InsertDWC`, :class:`AnnotateCycles`. The result is a
+validated hardware graph; :func:`check_lowering` runs both graphs with golden and
+compares every node that claims to equal a model node.
+"""
+
+from __future__ import annotations
+
+from hw_gen.passes.base import Pass
+from hw_gen.passes.folding import SetFolding, compute_units
+from hw_gen.passes.insert import AnnotateCycles, InsertDWC, InsertFIFO, InsertFork
+from hw_gen.passes.lower_compute import FuseThresholds, LowerConv, LowerDense
+from hw_gen.passes.lower_streams import CheckLowered, LowerLayout, MovePoolPastThresholds
+from hw_gen.passes.to_xnor import ToXnor
+from qfab.errors import HardwareError, IRError
+from qfab.ir import Graph
+
+__all__ = [
+    "AnnotateCycles",
+    "CheckLowered",
+    "FuseThresholds",
+    "InsertDWC",
+    "InsertFIFO",
+    "InsertFork",
+    "LowerConv",
+    "LowerDense",
+    "LowerLayout",
+    "MovePoolPastThresholds",
+    "Pass",
+    "SetFolding",
+    "ToXnor",
+    "compute_units",
+    "lower",
+    "structural_passes",
+]
+
+
+def structural_passes() -> list[Pass]:
+    """The passes that do not depend on folding (model ops -> hardware units)."""
+    return [
+        LowerConv(),
+        LowerDense(),
+        LowerLayout(),
+        MovePoolPastThresholds(),
+        FuseThresholds(),
+        CheckLowered(),
+        ToXnor(),
+    ]
+
+
+def lower(
+    graph: Graph,
+    *,
+    pe: list[int] | None = None,
+    simd: list[int] | None = None,
+    target_cycles: int | None = None,
+    max_port_bits: int = 64,
+    xnor: bool = True,
+) -> Graph:
+    """The hardware graph of ``graph`` (a model graph), folded and validated.
+
+    ``pe``/``simd``: explicit folding, one entry per compute unit (else ``auto`` to
+    ``target_cycles``; None: :func:`~hw_gen.passes.folding.default_target_cycles`).
+    ``xnor=False`` keeps bipolar layers on the generic MVAU (for comparisons). The model
+    graph is not changed; attach the result as its ``lowered``.
+    """
+    g = Graph(graph.copy().nodes, {})
+    passes = structural_passes()
+    if not xnor:
+        passes = [p for p in passes if not isinstance(p, ToXnor)]
+    folding = SetFolding(pe, simd, target_cycles, max_port_bits)
+    passes += [
+        folding,
+        InsertFork(),
+        InsertFIFO(),
+        InsertDWC(max_port_bits),
+        AnnotateCycles(),
+    ]
+    for p in passes:
+        g = p.apply(g)
+    try:
+        g.validate("hardware graph", "hardware")
+    except IRError as exc:  # a pass produced something invalid: a qfab bug, say which
+        raise HardwareError(f"lowering produced an invalid hardware graph: {exc}") from exc
+    g.meta.update(
+        {
+            "passes": [repr(p) for p in passes],
+            "folding": "explicit" if pe is not None else f"auto, target {folding.target} cycles",
+            "max_port_bits": max_port_bits,
+        }
+    )
+    return g

@@ -1,0 +1,188 @@
+"""Plumbing passes: forks, width converters, FIFOs on join branches, cycle annotations.
+
+* :class:`InsertFork`: a stream has one reader, so a node read by several gets a Fork.
+* :class:`InsertDWC`: wherever a producer's beat width differs from what its reader
+  takes (and before an output port wider than ``max_port_bits``), a width converter.
+* :class:`InsertFIFO`: every input of a join (AddStreams, ConcatStreams) gets a FIFO deep
+  enough that the join never deadlocks (see :func:`join_fifo_depth`).
+* :class:`AnnotateCycles`: each unit's cycles per frame, from its op's formula.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hw_gen.passes.base import Pass, insert_before, unique_name
+from qfab.ir import Graph, Node, beat_elems, infer_shapes
+from qfab.ops import StreamOp, op_of
+from qfab.ops.base import divisors
+from qfab.ranges import node_ranges
+
+
+class InsertFork(Pass):
+    """``src -> {a, b}`` becomes ``src -> fork -> {a, b}``."""
+
+    def apply(self, graph: Graph) -> Graph:
+        g = graph.copy()
+        for n in list(g.nodes):
+            readers = g.consumers(n.name)
+            if len(readers) < 2 or n.op == "Fork":
+                continue
+            fork = Node(
+                unique_name(g, f"{n.name}_fork"), "Fork", [n.name], {"pe": int(beat_elems(n) or 1)}
+            )
+            for r in readers:
+                r.inputs = [fork.name if i == n.name else i for i in r.inputs]
+            g.nodes.insert(g.nodes.index(n) + 1, fork)
+        return g
+
+
+class InsertDWC(Pass):
+    """A width converter on every edge whose beat widths differ; output port capped."""
+
+    def __init__(self, max_port_bits: int = 64) -> None:
+        self.max_port_bits = max_port_bits
+
+    def apply(self, graph: Graph) -> Graph:
+        g = graph.copy()
+        shapes = infer_shapes(g)
+        for n in list(g.nodes):
+            op = op_of(n)
+            if not isinstance(op, StreamOp):
+                continue
+            for i, src in enumerate(list(n.inputs)):
+                got = beat_elems(g.node(src))
+                want = op.in_elems(n, i, shapes[src])
+                if got is not None and got != want:
+                    suffix = "dwc" if len(n.inputs) == 1 else f"dwc{i}"
+                    dwc = Node(
+                        unique_name(g, f"{n.name}_{suffix}"),
+                        "DWC",
+                        [],
+                        {"in_elems": int(got), "out_elems": int(want)},
+                    )
+                    insert_before(g, n.name, i, dwc)
+        last = g.nodes[-1]
+        if last.op == "OutputDequant":
+            src = g.node(last.inputs[0])
+            elems = beat_elems(src)
+            bits = node_ranges(g)[src.name].element.bits
+            if elems is not None and elems * bits > self.max_port_bits:
+                feats = int(np.prod(shapes[src.name]))
+                fit = [d for d in divisors(feats) if d * bits <= self.max_port_bits]
+                dwc = Node(
+                    unique_name(g, "output_dwc"),
+                    "DWC",
+                    [],
+                    {"in_elems": int(elems), "out_elems": int(fit[-1])},
+                )
+                insert_before(g, last.name, 0, dwc)
+        return g
+
+
+def own_lag(node: Node, in_shape: tuple[int, ...], graph: Graph) -> int:
+    """Upper bound of the input elements a unit takes in before its first output.
+
+    A window unit needs its first window's rows (plus one row, as its reader starts a
+    row only when all the rows it needs are in); a pool the rows of its window; a matrix
+    unit one vector; a vector unit one window; the rest a pixel or a beat.
+    """
+    feats = int(np.prod(in_shape))
+    if node.op == "SlidingWindow":
+        _, w, c = in_shape
+        return min(feats, (int(node.attrs["kernel"][0]) + 1) * w * c)
+    if node.op == "StreamingMaxPool":
+        _, w, c = in_shape
+        return min(feats, int(node.attrs["kernel"][0]) * w * c)
+    if node.op in ("MVAU", "XnorMVAU"):
+        return int(node.tensors["weight"].shape[1])
+    if node.op == "VVAU":
+        return int(in_shape[-1])
+    if node.op in ("ShuffleStreams", "ConcatStreams"):
+        return 2 * int(in_shape[-1])
+    return 2 * max(1, beat_elems(node) or 1)
+
+
+def join_fifo_depth(graph: Graph, join: str, index: int, shapes: dict) -> int:
+    """Beats a FIFO on input ``index`` of ``join`` must hold so the join never deadlocks.
+
+    The branches of a join start at a common ancestor (a fork). Until the slowest branch
+    delivers its first beat, everything the fork pushes into the other branches must be
+    held somewhere on them; the FIFO alone is sized for it: the largest upper bound, over
+    all branches, of what a branch takes in before its first output (in the fork's
+    elements, scaled to this input's elements), plus two pixels of this input and two
+    beats of slack. The other branches' own buffers are not counted, so it is safe.
+    """
+    j = graph.node(join)
+    ancestors = [_ancestors(graph, src) | {src} for src in j.inputs]
+    common = set.intersection(*ancestors)
+    order = {n.name: k for k, n in enumerate(graph.nodes)}
+    fork = max(common, key=order.__getitem__)
+    fork_feats = int(np.prod(shapes[fork]))
+    worst = max(_branch_lag(graph, src, fork, shapes, fork_feats) for src in j.inputs)
+    src = j.inputs[index]
+    feats = int(np.prod(shapes[src]))
+    elems = op_of(j).in_elems(j, index, shapes[src])
+    per_pixel = max(1, shapes[src][-1] // elems)
+    return math.ceil(worst * feats / fork_feats / elems) + 2 * per_pixel + 2
+
+
+def _ancestors(graph: Graph, name: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(graph.node(name).inputs)
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo.extend(graph.node(n).inputs)
+    return seen
+
+
+def _branch_lag(graph: Graph, name: str, fork: str, shapes: dict, fork_feats: int) -> float:
+    """Upper bound of fork elements taken in by the path ``fork -> ... -> name``."""
+    if name == fork:
+        return 0.0
+    node = graph.node(name)
+    own = sum(
+        own_lag(node, shapes[i], graph) * fork_feats / int(np.prod(shapes[i])) for i in node.inputs
+    )
+    return own + max(
+        (_branch_lag(graph, i, fork, shapes, fork_feats) for i in node.inputs), default=0.0
+    )
+
+
+class InsertFIFO(Pass):
+    """A FIFO of :func:`join_fifo_depth` beats on every input of every join."""
+
+    def apply(self, graph: Graph) -> Graph:
+        g = graph.copy()
+        for j in [n for n in g.nodes if n.op in ("AddStreams", "ConcatStreams")]:
+            shapes = infer_shapes(g)
+            for i, src in enumerate(list(j.inputs)):
+                if g.node(src).op == "FIFO":
+                    continue
+                depth = join_fifo_depth(g, j.name, i, shapes)
+                elems = op_of(j).in_elems(j, i, shapes[src])
+                fifo = Node(
+                    unique_name(g, f"{j.name}_fifo{i}"),
+                    "FIFO",
+                    [],
+                    {"depth": int(max(2, depth)), "pe": int(elems)},
+                )
+                insert_before(g, j.name, i, fifo)
+        return g
+
+
+class AnnotateCycles(Pass):
+    """Record every unit's modelled cycles per frame in its ``cycles`` attr."""
+
+    def apply(self, graph: Graph) -> Graph:
+        g = graph.copy()
+        shapes = infer_shapes(g)
+        for n in g.nodes:
+            op = op_of(n)
+            if isinstance(op, StreamOp):
+                n.attrs["cycles"] = int(op.cycles(n, [shapes[i] for i in n.inputs], shapes[n.name]))
+        return g

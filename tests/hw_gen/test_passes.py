@@ -1,0 +1,207 @@
+"""Lowering passes, each checked the FINN way: execute the graph before and after, compare."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hw_gen.passes import (
+    FuseThresholds,
+    LowerConv,
+    LowerDense,
+    LowerLayout,
+    MovePoolPastThresholds,
+    SetFolding,
+    ToXnor,
+    lower,
+)
+from hw_gen.passes.folding import cheapest_fold, compute_units, default_target_cycles
+from hw_gen.passes.to_xnor import popcount_thresholds
+from qfab.errors import HardwareError
+from qfab.golden import compare_levels, run_golden_int
+from qfab.ir import Graph, infer_shapes, input_range
+from qfab.ops import op_of
+from qfab.random_graph import GraphBuilder, random_mlp_graph
+from tests.hw_gen.designs import DESIGNS
+
+
+def vectors(graph: Graph, n: int = 64, seed: int = 0) -> np.ndarray:
+    first = graph.nodes[0]
+    lo, hi = input_range(int(first.attrs["bits"]), bool(first.attrs["signed"]))
+    x = np.random.default_rng(seed).integers(lo, hi + 1, size=(n, first.attrs["features"]))
+    x[0], x[1] = lo, hi
+    return x
+
+
+@pytest.mark.parametrize("name", list(DESIGNS))
+def test_lowering_keeps_every_value(name):
+    g, kw = DESIGNS[name]()
+    hw = lower(g, **kw)
+    assert compare_levels(g, hw, vectors(g)) is None
+    mapped = {n.attrs["model_node"] for n in hw.nodes if n.attrs.get("model_node")}
+    # every activation of the model is produced somewhere in the hardware graph
+    activations = {n.name for n in g.nodes if n.op == "MultiThreshold"} - {t for t in mapped}
+    pooled = {n.inputs[0] for n in g.nodes if n.op == "MaxPool"}
+    assert activations <= pooled  # a threshold before a pool reappears as the pool's output
+
+
+def test_each_pass_is_exact_on_its_own():
+    g, _ = DESIGNS["branchy"]()
+    x = vectors(g)
+    want = run_golden_int(g, x).logits
+    step = Graph(g.copy().nodes)
+    for p in (
+        LowerConv(),
+        LowerDense(),
+        LowerLayout(),
+        MovePoolPastThresholds(),
+        FuseThresholds(),
+        ToXnor(),
+        SetFolding(target_cycles=48),
+    ):
+        before = [(n.name, n.op, dict(n.attrs)) for n in step.nodes]
+        step = p.apply(step)
+        np.testing.assert_array_equal(run_golden_int(step, x).logits, want, err_msg=repr(p))
+        changed = before != [(n.name, n.op, dict(n.attrs)) for n in step.nodes]
+        # this design has no bipolar layer and no pool before thresholds
+        assert changed or repr(p) in ("ToXnor", "MovePoolPastThresholds"), f"{p} did nothing"
+
+
+def test_conv_lowering_picks_the_unit_by_groups():
+    b = GraphBuilder((5, 5, 4), seed=1)
+    b.conv(4, (3, 3), groups=4, name="dw")  # depthwise -> VVAU
+    b.thresholds(2)
+    b.conv(8, (1, 1), padding=(0, 0), groups=2, name="grouped")  # -> block-diagonal MVAU
+    b.thresholds(2)
+    b.conv(4, (1, 1), padding=(0, 0), name="pointwise")  # 1x1: no window
+    b.thresholds(2)
+    b.dense(3, bias=True)
+    g = b.output()
+    hw = LowerConv().apply(g)
+    ops = {n.name: n.op for n in hw.nodes}
+    assert ops["dw"] == "VVAU" and ops["dw_swg"] == "SlidingWindow"
+    assert ops["grouped"] == "MVAU" and "grouped_swg" not in ops
+    w = hw.node("grouped").tensors["weight"]  # [8, 4]: group 0 reads channels 0-1 only
+    assert not w[:4, 2:].any() and not w[4:, :2].any()
+    assert ops["pointwise"] == "MVAU" and "pointwise_swg" not in ops
+    assert compare_levels(g, lower(g), vectors(g)) is None
+
+
+def test_xnor_thresholds_are_rewritten_for_the_popcount():
+    t = np.array([[-5, 0, 3], [-24, 24, 25]])
+    mw = 24
+    tp = popcount_thresholds(t, mw)
+    # acc = 2*pc - MW reaches T exactly when pc reaches the rewritten threshold
+    for pc in range(mw + 1):
+        acc = 2 * pc - mw
+        np.testing.assert_array_equal(acc >= t, pc >= tp)
+
+
+def test_xnor_only_where_input_and_weights_are_bipolar():
+    g = random_mlp_graph(24, [16, 12], 5, weight_bits=1, act_bits=1, seed=3)
+    hw = lower(g, target_cycles=16)
+    ops = [n.op for n in compute_units(hw)]
+    assert ops == ["MVAU", "XnorMVAU", "XnorMVAU"]  # the first layer reads 8-bit pixels
+    assert compare_levels(g, hw, vectors(g)) is None
+    generic = lower(g, target_cycles=16, xnor=False)
+    assert [n.op for n in compute_units(generic)] == ["MVAU"] * 3
+    assert compare_levels(g, generic, vectors(g)) is None
+
+
+def test_padding_on_a_bipolar_stream_widens_it_and_keeps_the_generic_unit():
+    g, kw = DESIGNS["bipolar_conv"]()
+    hw = lower(g, **kw)
+    from qfab.ranges import node_ranges
+
+    r = node_ranges(hw)
+    assert not r["conv1_swg"].bipolar and r["conv1_swg"].bits == 2  # padded: {-1, 0, +1}
+    assert hw.node("conv1").op == "MVAU"
+    assert r["conv2_swg"].bipolar and hw.node("conv2").op == "XnorMVAU"  # no padding
+
+
+def test_pool_moves_past_thresholds_exactly():
+    b = GraphBuilder((6, 6, 2), seed=2)
+    b.conv(3, (3, 3), name="c")
+    p = b.pool(2)
+    b.thresholds(2, src=p, name="t")
+    b.dense(4, bias=True)
+    g = b.output()
+    hw = lower(g, target_cycles=100)
+    pool = next(n for n in hw.nodes if n.op == "StreamingMaxPool")
+    assert hw.node(pool.inputs[0]).op == "MVAU"  # thresholds fused before the pool
+    assert pool.attrs["model_node"] == "t"
+    assert compare_levels(g, hw, vectors(g, 200)) is None
+
+
+def test_an_overlapping_pool_is_refused_by_name():
+    b = GraphBuilder((6, 6, 2), seed=2)
+    b.conv(3, (3, 3))
+    b.thresholds(2)
+    b.pool(3, stride=2)
+    b.dense(4, bias=True)
+    g = b.output()
+    with pytest.raises(
+        HardwareError,
+        match=r"node 'pool\d+' \(MaxPool\): kernel \[3, 3\] "
+        r"with stride \[2, 2\]",
+    ):
+        lower(g)
+
+
+def test_explicit_folding_errors_name_the_key_and_unit():
+    g = random_mlp_graph(24, [24, 13], 10)
+    with pytest.raises(HardwareError, match=r"hw.folding.pe\[1\] = 5 \(fc1\) must divide MH = 13"):
+        lower(g, pe=[1, 5, 1], simd=[1, 1, 1])
+    with pytest.raises(HardwareError, match=r"hw.folding.simd\[2\] = 2 \(fc2\) must divide MW"):
+        lower(g, pe=[1, 1, 1], simd=[1, 1, 2])
+    with pytest.raises(HardwareError, match="2 entries for 3 compute units"):
+        lower(g, pe=[1, 1], simd=[1, 1])
+
+
+@pytest.mark.parametrize("target", [1, 7, 64, 100, 10_000])
+def test_auto_folding_meets_the_target_with_least_parallelism(target):
+    g, _ = DESIGNS["lenet_like"]()
+    hw = lower(g, target_cycles=target)
+    shapes = infer_shapes(hw)
+    for n in compute_units(hw):
+        cycles = n.attrs["cycles"]
+        pe, simd = n.attrs["pe"], n.attrs.get("simd", 1)
+        assert (pe, simd) == cheapest_fold(hw, n, shapes, target)
+        if cycles > target:  # only when nothing meets it: then the fastest folding
+            assert all(
+                op_of(n).cycles(
+                    type(n)(n.name, n.op, n.inputs, {**n.attrs, "pe": p}, n.tensors),
+                    [shapes[i] for i in n.inputs],
+                    shapes[n.name],
+                )
+                >= cycles
+                for p in range(1, n.tensors["weight"].shape[0] + 1)
+                if n.tensors["weight"].shape[0] % p == 0
+            )
+
+
+def test_default_target_is_the_slowest_window_at_one_tap_per_cycle():
+    g, _ = DESIGNS["lenet_like"]()
+    structural = LowerLayout().apply(LowerDense().apply(LowerConv().apply(g)))
+    assert default_target_cycles(structural) == 6 * 6 * 9  # conv0: 6x6 outputs, 3x3 taps
+    assert default_target_cycles(random_mlp_graph(8, [4], 2)) == 64
+
+
+def test_ports_are_capped_by_a_width_converter():
+    g = random_mlp_graph(64, [64], 10, weight_bits=2, act_bits=2, seed=0)
+    hw = lower(g, target_cycles=64, max_port_bits=64)
+    first = hw.nodes[0]
+    assert first.attrs["pe"] * 8 <= 64  # 8-bit pixels, at most 64 bits per beat
+    assert hw.node(hw.consumers("input")[0].name).op == "DWC"
+    assert compare_levels(g, hw, vectors(g)) is None
+
+
+def test_join_fifos_cover_the_slow_branch():
+    g, kw = DESIGNS["branchy"]()
+    hw = lower(g, **kw)
+    fifos = {n.name: n.attrs["depth"] for n in hw.nodes if n.op == "FIFO"}
+    assert fifos, "every join input gets a FIFO"
+    # the direct branch of the residual add waits for a 3x3 window: at least a row of beats
+    add = next(n for n in hw.nodes if n.op == "AddStreams")
+    direct = add.inputs[0]
+    assert fifos[direct] >= 4 * 8 // hw.node(direct).attrs["pe"]
