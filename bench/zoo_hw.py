@@ -39,6 +39,16 @@ COMPACT = ("mobilenet", "shufflenet", "squeezenet")
 #: slowest window at one tap per cycle for image nets). LFC's 3x1024x1024 at 64 cycles
 #: would need 16k MACs per cycle per layer; 1024 keeps it at FINN-like 1k.
 TARGETS = {"lfc": 1024, "sfc": 128}
+#: Points re-simulated on Icarus (from the same IR) as a second opinion.
+ICARUS = {
+    "mlp-w2a2",
+    "lenet5-w2a2",
+    "cnv-w1a1",
+    "shufflenet-w4a4",
+    "squeezenet-w2a2",
+    "mobilenet-w2a2",
+    "lenet5-w4a4-cp",
+}
 FACTORED = {
     "tucker": {"method": "tucker", "rank": [None, [3, 6]]},
     "cp": {"method": "cp", "rank": [3, 7]},
@@ -95,6 +105,24 @@ def run_point(
     except MismatchError:
         report = json.loads((work / name / "report.json").read_text())
     seconds = time.perf_counter() - start
+    icarus = None
+    if name in ICARUS and not args.no_icarus:
+        second = {
+            **raw,
+            "sim": {"simulator": "icarus", "vectors": min(args.vectors, 40)},
+            "synth": {"enabled": False},
+        }
+        try:
+            rep = run_flow(
+                parse_config(second, name),
+                work / f"{name}-icarus",
+                quiet,
+                from_ir=work / name / "model.qfab.npz",
+            )
+        except MismatchError:
+            rep = json.loads((work / f"{name}-icarus" / "report.json").read_text())
+        ie = rep["equality"]["rtl_vs_golden"]
+        icarus = f"{ie['mismatches']}/{ie['vectors']}"
     eq = report["equality"].get("rtl_vs_golden", {})
     cpf = report["perf"]["cycles_per_frame"]
     res = report.get("resources", {})
@@ -103,6 +131,7 @@ def run_point(
         "units": len(report["hardware"]["units"]),
         "mismatches": eq.get("mismatches"),
         "vectors": eq.get("vectors"),
+        "icarus": icarus,
         "first_mismatch": eq.get("first_mismatch"),
         "cycles_measured": cpf["measured"],
         "cycles_model": cpf["model"],
@@ -123,6 +152,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2 epochs, 40 vectors")
     parser.add_argument("--only", help="comma-separated archs or factorizations")
     parser.add_argument("--no-synth", action="store_true", help="skip Yosys")
+    parser.add_argument("--no-icarus", action="store_true", help="skip the Icarus re-runs")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--vectors", type=int, default=None)
     args = parser.parse_args()
@@ -183,7 +213,13 @@ def main() -> int:
             cells.append("—" if v is None else str(v))
         table.add_row(*cells)
     console.print(table)
-    bad = [r["point"] for r in rows if "error" in r or r.get("mismatches")]
+    bad = [
+        r["point"]
+        for r in rows
+        if "error" in r
+        or r.get("mismatches")
+        or (r.get("icarus") and not r["icarus"].startswith("0/"))
+    ]
     off = [r["point"] for r in rows if r.get("ratio") and abs(r["ratio"] - 1) > 0.05]
     console.print(
         f"mismatching or failed: {bad or 'none'}; cycles off the model by > 5%: {off or 'none'}"

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qfab.config import Config
-from qfab.errors import ConfigError, HardwareError, MismatchError
+from qfab.errors import ConfigError, HardwareError, MismatchError, QfabError
 from qfab.golden import quantize_input, run_golden
 from qfab.ir import Graph
 
@@ -305,6 +305,7 @@ def _hardware(
     stored = Graph.load(work / "model.qfab.npz")
     with log.stage("rtl", "generate RTL from the IR file (one unit per hardware node)"):
         design = generate_verilog(stored.lowered, work / "rtl", clock_mhz=cfg.hw.clock_mhz)
+        lint = _lint(work / "rtl", design)
     perf = design["perf"]
     report["hardware"] = {
         "top": design["top"],
@@ -331,7 +332,12 @@ def _hardware(
                 k: design["output"][k] for k in ("tdata_bits", "elems_per_beat", "beats_per_frame")
             },
         },
+        "lint": lint,
     }
+    if lint.get("warnings"):
+        log.console.print(
+            f"[yellow]![/] verilator -Wall: {lint['warnings']} warnings, first: {lint['first'][0]}"
+        )
     report["perf"] = {
         "cycles_per_frame": {"measured": None, "model": perf["cycles_per_frame"], "ratio": None},
         "bottleneck": perf["bottleneck"],
@@ -346,6 +352,17 @@ def _hardware(
 
         with log.stage("synth", f"Yosys synth_xilinx for {cfg.synth.part}"):
             report["resources"] = synth_xilinx(work / "rtl", cfg.synth.part, work / "synth")
+
+
+def _lint(design_dir: Path, design: dict[str, Any]) -> dict[str, Any]:
+    """``verilator --lint-only -Wall`` on the generated design (expected: nothing)."""
+    from sim.lint import verilator_lint
+
+    try:
+        found = verilator_lint([design_dir / s for s in design["sources"]], design["top"])
+    except QfabError as exc:
+        return {"tool": "verilator --lint-only -Wall", "error": str(exc)}
+    return {"tool": "verilator --lint-only -Wall", "warnings": len(found), "first": found[:5]}
 
 
 def _simulate(

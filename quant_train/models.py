@@ -27,6 +27,8 @@ from brevitas.quant import (
 from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPoint
 from torch import nn
 
+from qfab.errors import ConfigError
+
 #: One step of a model's export plan (see :meth:`QuantMLP.export_plan`).
 PlanStep = tuple
 
@@ -328,9 +330,10 @@ class QuantCNN(nn.Module):
             nn.ModuleList(),
         )
         h, w, c = input_shape
-        for (channels, kernel, padding, pool), factor in zip(
-            self.conv_specs, self.factors, strict=True
+        for i, ((channels, kernel, padding, pool), factor) in enumerate(
+            zip(self.conv_specs, self.factors, strict=True)
         ):
+            _check_window(f"conv{i}", "Conv2d", kernel, padding, (h, w), input_shape)
             if factor is None:
                 self.convs.append(conv(c, channels, kernel, padding))
             else:
@@ -342,6 +345,7 @@ class QuantCNN(nn.Module):
             self.conv_acts.append(act())
             h, w, c = h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1, channels
             if pool:
+                _check_window(f"pool{i}", "MaxPool", pool, 0, (h, w), input_shape)
                 h, w = h // pool, w // pool
         self.linears, self.norms, self.acts = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         width = h * w * c
@@ -396,6 +400,20 @@ class QuantCNN(nn.Module):
             ),
             ("classifier", self.classifier),
         ]
+
+
+def _check_window(
+    name: str, op: str, kernel: int, padding: int, hw: tuple[int, int], image: tuple
+) -> None:
+    """Refuse, before any training, a kernel larger than its (padded) input, naming the
+    node it becomes in the IR (``conv{i}``, ``pool{i}``)."""
+    h, w = hw
+    if h + 2 * padding < kernel or w + 2 * padding < kernel:
+        raise ConfigError(
+            f"node '{name}' ({op}): kernel {kernel}x{kernel} is larger than its {h}x{w} input"
+            + (f" (padding {padding})" if padding else "")
+            + f"; the images ({image[0]}x{image[1]}) are too small for this model.arch"
+        )
 
 
 def float_cnn(

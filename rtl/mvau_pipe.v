@@ -83,6 +83,8 @@ module mvau_pipe #(
     parameter integer OFFSET = 0,
     parameter integer HAS_BIAS = 0,
     parameter integer LUT_MUL = 1,
+    parameter integer TREE_STAGES = 1,
+    parameter integer TREE_BACK = 0,
     parameter integer WA_BITS = 8,
     parameter integer TA_BITS = 8
 ) (
@@ -121,6 +123,9 @@ module mvau_pipe #(
     localparam integer LW = (XNOR != 0) ? 1 : PB;       // tree leaf width
     localparam integer LC = (LW < AW) ? LW : AW;        // leaf width kept (mod 2^AW)
     localparam integer TL = (SIMD > 1) ? $clog2(SIMD) : 0;  // adder tree levels
+    localparam integer NL = TL + 1;                     // tree levels, products included
+    localparam integer TSL = (TREE_STAGES < NL) ? TREE_STAGES : NL;  // stages with levels
+    localparam integer TX = TREE_STAGES - TSL;          // plain register stages after them
     localparam [0:0] TS = (XNOR != 0) ? 1'b0 : 1'b1;    // the adder tree is signed
     localparam integer CL = (NT > 1) ? $clog2(NT) : 0;  // count tree levels
     // sized constants
@@ -154,6 +159,7 @@ module mvau_pipe #(
     reg [WA_BITS-1:0] wa;
     reg v1, v2, v3, v4, m_valid;
     reg f1, l1, f2, l2;                 // first / last step of a group, per stage
+    wire v1t, f1t, l1t;                 // v1, f1, l1 delayed TREE_STAGES - 1 cycles
     wire [PE*OUT_BITS-1:0] m_data;     // the PEs' output registers
     wire adv = !m_valid || m_axis_tready;
     wire issue = adv && full[rsel];
@@ -174,8 +180,8 @@ module mvau_pipe #(
         if (adv) begin
             f1 <= (sf == {SFB{1'b0}});
             l1 <= last_sf;
-            f2 <= f1;
-            l2 <= l1;
+            f2 <= f1t;
+            l2 <= l1t;
         end
     end
 
@@ -222,13 +228,40 @@ module mvau_pipe #(
             end
             if (adv) begin
                 v1 <= full[rsel];
-                v2 <= v1;
+                v2 <= v1t;
                 v3 <= v2 && l2;
                 v4 <= v3;
                 m_valid <= v4;
             end
         end
     end
+
+    // tags through the extra tree stages (S1 is TREE_STAGES stages; v2, f2, l2 follow it)
+    generate
+        if (TREE_STAGES > 1) begin : g_tag
+            reg  [TREE_STAGES-2:0] vt, ft, lt;
+            wire [TREE_STAGES-1:0] vn = {vt, v1};
+            wire [TREE_STAGES-1:0] fn = {ft, f1};
+            wire [TREE_STAGES-1:0] ln = {lt, l1};
+            always @(posedge clk) begin
+                if (!rst_n) vt <= {(TREE_STAGES-1){1'b0}};
+                else if (adv) vt <= vn[TREE_STAGES-2:0];
+            end
+            always @(posedge clk) begin
+                if (adv) begin
+                    ft <= fn[TREE_STAGES-2:0];
+                    lt <= ln[TREE_STAGES-2:0];
+                end
+            end
+            assign v1t = vn[TREE_STAGES-1];
+            assign f1t = fn[TREE_STAGES-1];
+            assign l1t = ln[TREE_STAGES-1];
+        end else begin : g_tag1
+            assign v1t = v1;
+            assign f1t = f1;
+            assign l1t = l1;
+        end
+    endgenerate
 
     // ------------------------------------------------------------------ threshold ROM read
     generate
@@ -321,7 +354,7 @@ module mvau_pipe #(
                     localparam integer PW = (LC + gl - 1 < AW) ? LC + gl - 1 : AW;
                     localparam integer NP = (SIMD + (1 << (gl - 1)) - 1) >> (gl - 1);
                     for (gn = 0; gn < NN; gn = gn + 1) begin : g_node
-                        wire [PW-1:0] a = g_lvl[gl-1].v[2*gn*PW +: PW];
+                        wire [PW-1:0] a = g_lvl[gl-1].q[2*gn*PW +: PW];
                         wire [NW-1:0] ax, bx;
                         if (NW > PW) begin : g_ext
                             assign ax = {TS & a[PW-1], a};
@@ -329,7 +362,7 @@ module mvau_pipe #(
                             assign ax = a;
                         end
                         if (2*gn + 1 < NP) begin : g_two
-                            wire [PW-1:0] b = g_lvl[gl-1].v[(2*gn+1)*PW +: PW];
+                            wire [PW-1:0] b = g_lvl[gl-1].q[(2*gn+1)*PW +: PW];
                             if (NW > PW) begin : g_ext
                                 assign bx = {TS & b[PW-1], b};
                             end else begin : g_same
@@ -341,18 +374,44 @@ module mvau_pipe #(
                         assign v[gn*NW +: NW] = ax + bx;
                     end
                 end
+                // tree stage of this level and of the next one: levels spread evenly
+                localparam integer ST = (TREE_BACK != 0) ? ((gl + 1) * TSL + NL - 1) / NL - 1
+                                                       : (gl * TSL) / NL;
+                localparam integer SN = (TREE_BACK != 0) ? ((gl + 2) * TSL + NL - 1) / NL - 1
+                                                       : ((gl + 1) * TSL) / NL;
+                wire [NN*NW-1:0] q;           // the level as the next one sees it
+                if (gl < TL && SN != ST) begin : g_cut
+                    reg [NN*NW-1:0] r;        // a tree stage register
+                    always @(posedge clk) begin
+                        if (adv) r <= v;
+                    end
+                    assign q = r;
+                end else begin : g_comb
+                    assign q = v;
+                end
             end
             localparam integer DW = (LC + TL < AW) ? LC + TL : AW;
-            reg [DW-1:0] dot;                 // S1 register
+            reg [DW-1:0] dot;                 // last tree stage's register (of the levels)
             reg [AW-1:0] acc;                 // S2 register
+            wire [DW-1:0] dot_o;              // S1 output: dot after TX plain stages
             wire [AW-1:0] dot_x;
+            if (TX > 0) begin : g_xtra
+                reg  [TX*DW-1:0] dq;
+                wire [(TX+1)*DW-1:0] dn = {dq, dot};
+                always @(posedge clk) begin
+                    if (adv) dq <= dn[TX*DW-1:0];
+                end
+                assign dot_o = dn[TX*DW +: DW];
+            end else begin : g_xnone
+                assign dot_o = dot;
+            end
             if (DW < AW) begin : g_dext
-                assign dot_x = {{(AW-DW){TS & dot[DW-1]}}, dot};
+                assign dot_x = {{(AW-DW){TS & dot_o[DW-1]}}, dot_o};
             end else begin : g_dsame
-                assign dot_x = dot;
+                assign dot_x = dot_o;
             end
             always @(posedge clk) begin
-                if (adv) dot <= g_lvl[TL].v;
+                if (adv) dot <= g_lvl[TL].q;
                 if (adv && v2) acc <= f2 ? dot_x : acc + dot_x;
             end
 

@@ -40,6 +40,7 @@ def test_run_writes_ir_rtl_report_and_all_equalities_hold(tmp_path, capsys):
     assert 0.5 < report["accuracy"]["quantized"] <= 1
     assert report["accuracy"]["quantized"] == report["accuracy"]["brevitas"]
     assert report["resources"]["logic_depth"] > 0
+    assert report["hardware"]["lint"]["warnings"] == 0, report["hardware"]["lint"]
     graph = Graph.load(out / "model.qfab.npz")
     assert [n.op for n in graph.nodes].count("Dense") == 3
     # the lowered graph is in the IR file, with its folding and cycle estimates
@@ -52,6 +53,11 @@ def test_run_writes_ir_rtl_report_and_all_equalities_hold(tmp_path, capsys):
     assert (out / "rtl" / "qfab_top.v").exists() and (out / "rtl" / "mvau_pipe.v").exists()
     manifest = json.loads((out / "rtl" / "design.json").read_text())
     assert manifest["input"]["tdata_bits"] <= 64 and manifest["output"]["model_node"] == "fc2"
+    capsys.readouterr()
+    assert main(["info", str(out / "model.qfab.npz")]) == 0
+    info = capsys.readouterr().out
+    assert "model graph" in info and "hardware graph" in info
+    assert "MVAU" in info and "modelled: 48 cycles/frame (bottleneck fc0)" in info
     assert not list(tmp_path.glob(".out.partial-*")), "temp folder left behind"
 
 
@@ -68,6 +74,7 @@ def test_conv_arch_runs_on_hardware(tmp_path, capsys):
     assert report["equality"]["rtl_vs_golden"]["mismatches"] == 0
     ops = {u["op"] for u in report["hardware"]["units"]}
     assert {"SlidingWindow", "MVAU", "StreamingMaxPool"} <= ops
+    assert report["hardware"]["lint"]["warnings"] == 0, report["hardware"]["lint"]
     cpf = report["perf"]["cycles_per_frame"]
     assert cpf["model"] == 8 * 8 * 9  # auto target: conv0's window, one tap per cycle
     assert cpf["measured"] == pytest.approx(cpf["model"], rel=0.05)
@@ -227,3 +234,33 @@ def test_summary_says_why_cycles_were_not_measured(sim, backpressure, says):
     console = Console(record=True, width=120)
     print_summary(console, report)
     assert says in console.export_text()
+
+
+def test_a_kernel_larger_than_its_input_is_refused_before_training(tmp_path, capsys):
+    """CNV on 3x3 images: its last pool would see a 1x1 input. One line naming the node,
+    before any of the 200 epochs, nothing left behind."""
+    import time
+
+    import numpy as np
+
+    from tests.quant_train.test_datasets import write_idx
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny"
+    data.mkdir()
+    for prefix, n in (("train", 50), ("t10k", 20)):
+        write_idx(data / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 3, 3)), False)
+        write_idx(data / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n), False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"dataset: {{name: mnist, path: {data}}}\nmodel: {{arch: cnv}}\ntrain: {{epochs: 200}}\n"
+    )
+    start = time.perf_counter()
+    assert main(["run", str(cfg), "--out", str(tmp_path / "out")]) == 2
+    assert time.perf_counter() - start < 20
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "qfab: error: node 'pool3' (MaxPool): kernel 2x2 is larger than its 1x1 input; "
+        "the images (3x3) are too small for this model.arch"
+    ]
+    assert not (tmp_path / "out").exists()

@@ -32,7 +32,10 @@ DEFAULTS = {
     "OFFSET": 0,
     "HAS_BIAS": 0,
     "LUT_MUL": 1,
+    "TREE_STAGES": 1,
 }
+
+BIPOLAR_XNOR = {"XNOR": 1, "IN_BITS": 1, "IN_BIPOLAR": 1, "W_BITS": 1, "W_BIPOLAR": 1}
 
 #: name -> parameters (ACC_BITS, WA_BITS, TA_BITS are derived)
 CASES: dict[str, dict[str, int]] = {
@@ -111,10 +114,66 @@ CASES: dict[str, dict[str, int]] = {
         "IN_SIGNED": 1,
         "W_BITS": 3,
     },
+    # product + adder tree split into TREE_STAGES registered stages
+    "tree2_w8a8": {
+        "MW": 64,
+        "MH": 8,
+        "PE": 2,
+        "SIMD": 32,
+        "IN_BITS": 8,
+        "W_BITS": 8,
+        "NUM_T": 15,
+        "OUT_BITS": 4,
+        "LUT_MUL": 0,
+        "TREE_STAGES": 2,
+    },
+    "tree3_bipolar_w": {
+        "MW": 96,
+        "MH": 12,
+        "PE": 4,
+        "SIMD": 32,
+        "IN_BITS": 8,
+        "W_BITS": 1,
+        "W_BIPOLAR": 1,
+        "TREE_STAGES": 3,
+    },
+    "tree3_xnor48": {
+        "MW": 96,
+        "MH": 8,
+        "PE": 2,
+        "SIMD": 48,
+        **BIPOLAR_XNOR,
+        "NUM_T": 1,
+        "OUT_BITS": 1,
+        "TREE_STAGES": 3,
+    },
+    "tree2_xnor_bias": {
+        "MW": 40,
+        "MH": 6,
+        "PE": 3,
+        "SIMD": 20,
+        **BIPOLAR_XNOR,
+        "NUM_T": 0,
+        "HAS_BIAS": 1,
+        "TREE_STAGES": 2,
+    },
+    "tree2_full": {"MW": 12, "MH": 4, "PE": 4, "SIMD": 12, "IN_SIGNED": 1, "TREE_STAGES": 2},
+    # TREE_STAGES beyond the tree's levels (SIMD 2: 2 levels; depthwise: 1): plain stages
+    "tree3_simd2": {"MW": 8, "MH": 6, "PE": 2, "SIMD": 2, "NUM_T": 0, "TREE_STAGES": 3},
+    "tree3_dw": {
+        "MW": 27,
+        "MH": 9,
+        "PE": 3,
+        "SIMD": 1,
+        "DEPTHWISE": 1,
+        "IN_BITS": 3,
+        "IN_SIGNED": 1,
+        "TREE_STAGES": 3,
+    },
 }
 
 #: also simulated on Verilator (all cases run on Icarus)
-VERILATOR = ("xnor_thr", "w8a8_star", "dw_k9")
+VERILATOR = ("xnor_thr", "w8a8_star", "dw_k9", "tree3_xnor48")
 
 STALL_FRAMES = 8
 CLEAN_FRAMES = 8
