@@ -23,8 +23,9 @@ import numpy as np
 from qfab.ir import Graph, beat_elems, infer_shapes
 from qfab.ops import StreamOp, op_of
 
-#: Pipeline registers a unit adds beyond its per-frame cycles (the MVAU's five stages).
-STAGES_PER_UNIT = 6
+#: Pipeline registers a unit adds beyond its per-frame cycles (the MVAU's five stages plus
+#: up to five adder-tree stages).
+STAGES_PER_UNIT = 10
 
 
 def perf_model(graph: Graph, clock_mhz: float = 100.0) -> dict[str, Any]:

@@ -74,19 +74,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
         console.print("no hardware graph (not lowered yet: qfab run lowers it)")
         return 0
     from hw_gen.perf import perf_model
+    from hw_gen.verilog.units import Design
 
-    shapes, hw_ranges = infer_shapes(hw), node_ranges(hw)
+    shapes, hw_ranges, wires = infer_shapes(hw), node_ranges(hw), Design(hw)
     perf = perf_model(hw, float(hw.meta.get("clock_mhz", 100.0)))
     table = Table(title=f"hardware graph ({hw.meta.get('folding', '')})")
     for col in ("node", "op", "inputs", "shape", "PE", "SIMD", "cycles/frame", "element", "equals"):
         table.add_column(col)
     for n in hw.nodes:
         r = hw_ranges.get(n.name)
-        el = (
-            ""
-            if r is None
-            else ("bipolar" if r.bipolar else f"{r.bits}-bit" + (" signed" if r.signed else ""))
-        )
+        el = ""
+        if r is not None:  # as the stream carries it (an accumulator is its register width)
+            e = wires.element(n.name)
+            el = "bipolar" if e.bipolar else f"{e.bits}-bit" + (" signed" if e.signed else "")
         fold = {k: str(n.attrs[k]) for k in ("pe", "simd") if n.attrs.get(k) is not None}
         if n.op == "DWC":
             fold = {"pe": f"{n.attrs['in_elems']}->{n.attrs['out_elems']}"}

@@ -314,6 +314,8 @@ def _allowed(loc: tuple[Any, ...]) -> str:
             "allowed: 'digits' or a mapping "
             "{name: digits|mnist|fashion_mnist|cifar10|npz, path: ...}"
         )
+    if names[-2:] == ["hw", "target_cycles"]:
+        return "allowed: 'auto' or an integer >= 1"
     if names[-2:] == ["hw", "folding"]:
         return "allowed: 'auto' or a mapping {pe: [...], simd: [...]} with one entry per layer"
     _, field = _field_at(loc)

@@ -28,6 +28,8 @@
 //   LUT_MUL       1: each product from shifted adds (one per weight bit, keeps narrow
 //                 products out of DSPs); 0: `*`. A bipolar operand is a conditional
 //                 negation either way.
+//   TREE_STAGES=1 registered stages (>= 1) of S1, the products and the adder tree; each
+//                 stage beyond the first adds one cycle of latency, none of throughput.
 //   ACC_BITS, NUM_T, OUT_BITS, OFFSET, HAS_BIAS   as above.
 //   WA_BITS, TA_BITS   address widths of the weight ROM (NF*SF words; DEPTHWISE NF*K) and
 //                 of the threshold/bias ROM (NF words).
@@ -41,8 +43,17 @@
 // Pipeline. A step is one output group nf times one input beat sf (DEPTHWISE: tap k):
 // PE x SIMD products. SFI = SF (DEPTHWISE: K) steps make one group of PE results.
 //   S0 issue  step counters; synchronous reads of the input buffer and the weight ROM.
-//   S1 dot    products (XNOR bits) and a balanced adder (popcount) tree of ceil(log2 SIMD)
+//   S1 dot    products (XNOR bits) and a balanced adder (popcount) tree of TL = ceil(log2 SIMD)
 //             levels, node widths exact and capped at ACC_BITS; its sum is registered.
+//             S1 is TREE_STAGES registered stages. The products count as level 0, so the tree
+//             has NL = TL + 1 levels 0..TL; with TSL = min(TREE_STAGES, NL), Q = NL / TSL,
+//             R = NL % TSL (integer), the first R stages compute Q + 1 consecutive levels and
+//             the others Q (the extra levels go first: early levels are narrower, and a cut
+//             deeper in the tree registers fewer nodes). A stage ends in a register of all
+//             the nodes of its last level; the last one's is the sum. TREE_STAGES > NL: the
+//             TREE_STAGES - NL stages beyond the tree are plain registers of the sum. A step's
+//             tags (valid, first / last step of its group) follow it through these stages in
+//             shift registers under the same enable adv.
 //   S2 acc    accumulator (the first step of a group loads, the others add); the last
 //             step of a group also reads the threshold/bias ROM (t_en).
 //   S3 thr    the NUM_T comparisons of each result registered (NUM_T == 0: acc + bias).
@@ -62,9 +73,10 @@
 //
 // Throughput (input always valid, output always ready): one step per cycle, a frame every
 // NF*SFI cycles (NF*SF dense, NF*K depthwise); with NF*SFI == 1 one frame per cycle.
-// Latency (idle unit): the first output beat of a frame is on m_axis (tvalid high) SFI + 4
-// cycles after the clock edge that accepted the frame's last input beat (SFI issue cycles,
-// then S1..S4), and is taken at the edge after that (SFI + 5 edges, as the bench checks).
+// Latency (idle unit): the first output beat of a frame is on m_axis (tvalid high)
+// SFI + TREE_STAGES + 3 cycles after the clock edge that accepted the frame's last input beat
+// (SFI issue cycles, TREE_STAGES for S1, then S2..S4), and is taken at the edge after that
+// (SFI + TREE_STAGES + 4 edges, as the bench checks). TREE_STAGES = 1: SFI + 4 and SFI + 5.
 module mvau_pipe #(
     parameter integer MW = 8,
     parameter integer MH = 8,
@@ -84,7 +96,6 @@ module mvau_pipe #(
     parameter integer HAS_BIAS = 0,
     parameter integer LUT_MUL = 1,
     parameter integer TREE_STAGES = 1,
-    parameter integer TREE_BACK = 0,
     parameter integer WA_BITS = 8,
     parameter integer TA_BITS = 8
 ) (
@@ -126,6 +137,9 @@ module mvau_pipe #(
     localparam integer NL = TL + 1;                     // tree levels, products included
     localparam integer TSL = (TREE_STAGES < NL) ? TREE_STAGES : NL;  // stages with levels
     localparam integer TX = TREE_STAGES - TSL;          // plain register stages after them
+    localparam integer TQ = NL / TSL;                   // levels per tree stage: TQ + 1 in
+    localparam integer TR = NL % TSL;                   // the first TR stages, TQ in the rest
+    localparam integer TB = TR * (TQ + 1);              // first level of stage TR
     localparam [0:0] TS = (XNOR != 0) ? 1'b0 : 1'b1;    // the adder tree is signed
     localparam integer CL = (NT > 1) ? $clog2(NT) : 0;  // count tree levels
     // sized constants
@@ -374,11 +388,11 @@ module mvau_pipe #(
                         assign v[gn*NW +: NW] = ax + bx;
                     end
                 end
-                // tree stage of this level and of the next one: levels spread evenly
-                localparam integer ST = (TREE_BACK != 0) ? ((gl + 1) * TSL + NL - 1) / NL - 1
-                                                       : (gl * TSL) / NL;
-                localparam integer SN = (TREE_BACK != 0) ? ((gl + 2) * TSL + NL - 1) / NL - 1
-                                                       : ((gl + 1) * TSL) / NL;
+                // a stage register after this level when the next one is in the next stage
+                // (the first TR stages hold TQ + 1 levels, the others TQ; see the header)
+                localparam integer ST = (gl < TB) ? gl / (TQ + 1) : TR + (gl - TB) / TQ;
+                localparam integer SN = (gl + 1 < TB) ? (gl + 1) / (TQ + 1)
+                                                      : TR + (gl + 1 - TB) / TQ;
                 wire [NN*NW-1:0] q;           // the level as the next one sees it
                 if (gl < TL && SN != ST) begin : g_cut
                     reg [NN*NW-1:0] r;        // a tree stage register
@@ -391,9 +405,9 @@ module mvau_pipe #(
                 end
             end
             localparam integer DW = (LC + TL < AW) ? LC + TL : AW;
-            reg [DW-1:0] dot;                 // last tree stage's register (of the levels)
+            reg [DW-1:0] dot;                 // the sum: register of tree stage TSL
             reg [AW-1:0] acc;                 // S2 register
-            wire [DW-1:0] dot_o;              // S1 output: dot after TX plain stages
+            wire [DW-1:0] dot_o;              // S1 output: dot after the TX plain stages
             wire [AW-1:0] dot_x;
             if (TX > 0) begin : g_xtra
                 reg  [TX*DW-1:0] dq;

@@ -31,6 +31,20 @@ from qfab.values import Element, IntRange, bits_for, signed_bits
 LUT_MUL_MAX_WEIGHT_BITS = 4
 
 COMPUTE = ("MVAU", "XnorMVAU", "VVAU")
+
+
+def tree_stages(simd: int, xnor: bool) -> int:
+    """Registered stages of the MVAU's product + adder tree (``mvau_pipe`` TREE_STAGES).
+
+    The tree has ``ceil(log2 SIMD) + 1`` levels (the products count as one). Measured
+    with Yosys ``ltp`` (rtl/mvau_pipe.v's bench): two levels per stage keep the longest
+    path at 7-9 cells for 8-bit x bipolar and 2x2-bit products (16 in one stage at SIMD
+    32); an XNOR popcount can take three (5 cells at SIMD 64, 15 in one stage).
+    """
+    levels = max(1, (simd - 1).bit_length()) + 1 if simd > 1 else 1
+    per_stage = 3 if xnor else 2
+    return -(-levels // per_stage)
+
 PLUMBING = ("Fork", "DWC", "FIFO")
 
 
@@ -241,6 +255,7 @@ def emit_compute(d: Design, node: Node) -> Unit:
         ("OFFSET", int(node.attrs.get("offset", 0)) if has_t else 0),
         ("HAS_BIAS", int(not has_t and "bias" in node.tensors)),
         ("LUT_MUL", int(wel.bits <= LUT_MUL_MAX_WEIGHT_BITS)),
+        ("TREE_STAGES", tree_stages(simd, xnor)),
         ("WA_BITS", addr_bits(len(words))),
         ("TA_BITS", addr_bits(len(t_words))),
     ]

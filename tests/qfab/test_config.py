@@ -78,7 +78,7 @@ def test_missing_and_malformed_files(tmp_path):
             "hw.folding.simd[0] = 2 (conv0) must divide the input channels or be whole "
             "window taps; allowed: [1, 3, 9]",
         ),
-        ("hw: {target_cycles: 0}\n", "hw.target_cycles = 0 is not allowed"),
+        ("hw: {target_cycles: 0}\n", "hw.target_cycles = 0 is not allowed; allowed: 'auto' or"),
         (
             "hw: {target_cycles: 10, target_fps: 1000.0}\n",
             "give target_cycles or target_fps, not both",
