@@ -45,6 +45,7 @@ def tree_stages(simd: int, xnor: bool) -> int:
     per_stage = 3 if xnor else 2
     return -(-levels // per_stage)
 
+
 PLUMBING = ("Fork", "DWC", "FIFO")
 
 
