@@ -96,6 +96,9 @@ class HwConfig(Section):
     clock_mhz: Float = Field(100.0, gt=0, le=1000)
     max_port_bits: Int = Field(64, ge=8, le=4096)  # widest s_axis/m_axis tdata (width converters)
     xnor: Bool = True  # bipolar layers on XNOR-popcount units (false: the generic MVAU)
+    # sim: a FIFO in front of every unit, sized by a paced Icarus simulation (FINN's
+    # approach); off: only the join FIFOs (deadlock bound), nothing sized
+    fifo_sizing: Literal["sim", "off"] = "sim"
 
     @model_validator(mode="after")
     def _one_target(self) -> HwConfig:

@@ -62,6 +62,27 @@ def hardware_settings(cfg: Config) -> dict[str, Any]:
     }
 
 
+def size_fifos(hw: Graph, x_int: np.ndarray, workdir: Path) -> tuple[Graph, dict[str, int]]:
+    """Deep FIFOs in front of every unit, one paced simulation on Icarus, then each FIFO
+    shrunk to what it held (see :mod:`sim.fifo_sizing`). Returns the sized hardware graph
+    and the beats each FIFO held."""
+    from hw_gen.passes.insert import AnnotateCycles, InsertStreamFIFOs, SetFIFODepths
+    from hw_gen.verilog.emit import generate_verilog
+    from sim.fifo_sizing import measure_fifo_occupancy
+
+    deep = AnnotateCycles().apply(InsertStreamFIFOs().apply(hw))
+    deep.validate("hardware graph (FIFO sizing)", "hardware")
+    generate_verilog(deep, workdir / "rtl")
+    frames = max(6, min(len(x_int), 8))
+    held = measure_fifo_occupancy(
+        workdir / "rtl", np.resize(x_int, (frames, x_int.shape[1])), build_dir=workdir / "sim"
+    )
+    sized = AnnotateCycles().apply(SetFIFODepths(held).apply(deep))
+    sized.meta = {**hw.meta, "fifo_sizing": "simulation (Icarus, paced input)"}
+    sized.validate("hardware graph", "hardware")
+    return sized, held
+
+
 def precheck_hardware(cfg: Config, untrained: Any | None) -> None:
     """Everything the hardware stages would refuse, refused *before* training.
 
@@ -291,8 +312,14 @@ def _hardware(
 
     x_pool = np.concatenate([data.x_test, data.x_train])
     x_check = quantize_input(graph.nodes[0], x_pool[: min(len(x_pool), 1000)])
-    with log.stage("lower", "lower to the hardware graph (golden runs both levels)"):
+    with log.stage("lower", "lower to the hardware graph (passes, folding)"):
         hw = lower(graph, **hardware_settings(cfg))
+    held: dict[str, int] = {}
+    if cfg.hw.fifo_sizing == "sim":
+        with log.stage("fifos", "size the FIFOs by simulation (Icarus, one frame per II)"):
+            hw, held = size_fifos(hw, x_check[:8], work / "fifo_sizing")
+        shutil.rmtree(work / "fifo_sizing", ignore_errors=True)
+    with log.stage("check", "golden: hardware graph == model graph, node for node"):
         differs = compare_levels(graph, hw, x_check)
         if differs is not None:
             raise HardwareError(
@@ -333,6 +360,11 @@ def _hardware(
             },
         },
         "lint": lint,
+        "fifos": {
+            n.name: {"depth": n.attrs["depth"], "held_in_sizing": held.get(n.name)}
+            for n in stored.lowered.nodes
+            if n.op == "FIFO"
+        },
     }
     if lint.get("warnings"):
         log.console.print(

@@ -23,6 +23,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
 
@@ -94,8 +95,40 @@ async def stream_vectors(dut) -> None:
                 if int(valid.value) and int(ready.value):
                     store.append(int(data.value))
 
+    # FIFO sizing: handshake cycles on both sides of each listed unit instance
+    def ports(inst: str, side: str):
+        unit = getattr(dut, inst)
+        return getattr(unit, f"{side}_axis_tvalid"), getattr(unit, f"{side}_axis_tready")
+
+    watched = [(ports(i, "s"), ports(i, "m")) for i in plan.get("watch", [])]
+    flows: list[tuple[list[int], list[int]]] = [([], []) for _ in watched]
+
+    async def count_flows() -> None:
+        cycle = 0
+        while len(seen) < expected:
+            await RisingEdge(clock)
+            cycle += 1
+            for ((iv, ir), (ov, orr)), (ins, outs) in zip(watched, flows, strict=True):
+                if int(iv.value) and int(ir.value):
+                    ins.append(cycle)
+                if int(ov.value) and int(orr.value):
+                    outs.append(cycle)
+
+    if watched:
+        cocotb.start_soon(count_flows())
     watch = cocotb.start_soon(monitor())
-    await source.send(AxiStreamFrame(beats_in))
+    interval = int(plan.get("frame_interval", 0))
+    if interval:  # one frame every `interval` cycles: the pipeline's steady operating point
+        per_frame = len(beats_in) // frames
+        for f in range(frames):
+            start = get_sim_time(unit="ns")
+            await source.send(AxiStreamFrame(beats_in[f * per_frame : (f + 1) * per_frame]))
+            await source.wait()
+            spent = int((get_sim_time(unit="ns") - start) // 10)
+            if spent < interval:
+                await ClockCycles(clock, interval - spent)
+    else:
+        await source.send(AxiStreamFrame(beats_in))
     budget = int(plan["budget_cycles"])
     error = ""
     try:
@@ -111,6 +144,9 @@ async def stream_vectors(dut) -> None:
         start = len(done) // 2 if len(done) >= 6 else 1
         cpf = (done[-1] - done[start - 1]) / (len(done) - start)
     tap_beats = {f"tap{i}": np.array([str(v) for v in store]) for i, store in enumerate(tapped)}
+    for i, (ins, outs) in enumerate(flows):
+        tap_beats[f"flow{i}_in"] = np.array(ins, dtype=np.int64)
+        tap_beats[f"flow{i}_out"] = np.array(outs, dtype=np.int64)
     np.savez(
         results_path,
         beats=np.array([str(d) for _, d in seen]),

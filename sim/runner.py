@@ -37,6 +37,8 @@ class SimResult:
     simulator: str
     taps: dict[str, np.ndarray] = field(default_factory=dict)  # model node -> [n, features]
     latency_cycles: int | None = None  # first input offered -> first frame out
+    #: watched unit instance -> (cycles of its input handshakes, of its output handshakes)
+    flows: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def load_manifest(design_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -115,11 +117,15 @@ def run_cocotb(
     build_dir: str | os.PathLike[str],
     taps: bool = True,
     waves: bool = False,
+    watch: list[str] | None = None,
+    frame_interval: int = 0,
 ) -> SimResult:
     """Simulate the design in ``design_dir`` on input integers ``x_int`` ``[N, features_in]``.
 
     ``taps`` records every tap stream the manifest lists (slower; needed to locate a
-    mismatch at its first wrong layer). ``waves`` keeps an FST/VCD of the run.
+    mismatch at its first wrong layer). ``waves`` keeps an FST/VCD of the run. ``watch``
+    lists unit instances whose input and output handshakes are timed (FIFO sizing);
+    ``frame_interval`` paces the input at one frame per that many cycles.
     """
     from cocotb_tools.runner import get_runner
 
@@ -149,8 +155,10 @@ def run_cocotb(
         "input_port": inp["port"],
         "output_port": outp["port"],
         "taps": [t["signal"] for t in tap_list],
+        "watch": list(watch or []),
+        "frame_interval": int(frame_interval),
         "budget_cycles": (len(x_int) + 4)
-        * (cpf + inp["beats_per_frame"] + 64)
+        * (max(cpf, frame_interval) + inp["beats_per_frame"] + 64)
         * (8 if backpressure else 2)
         + 4 * int(manifest["perf"].get("latency_bound", 0)),
     }
@@ -225,6 +233,7 @@ def run_cocotb(
             )
     measured = float(res["cycles_per_frame"])
     latency = int(res["latency_cycles"])
+    flows = {inst: (res[f"flow{i}_in"], res[f"flow{i}_out"]) for i, inst in enumerate(watch or [])}
     return SimResult(
         out_el.decode(raw),
         None if measured < 0 else measured,
@@ -232,6 +241,7 @@ def run_cocotb(
         simulator,
         recorded,
         None if latency < 0 else latency,
+        flows,
     )
 
 

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from hw_gen.passes.base import Pass, insert_before, unique_name
+from hw_gen.passes.base import Pass, insert_before, remove, unique_name
 from qfab.ir import Graph, Node, beat_elems, infer_shapes
 from qfab.ops import StreamOp, op_of
 from qfab.ops.base import divisors
@@ -185,4 +185,86 @@ class AnnotateCycles(Pass):
             op = op_of(n)
             if isinstance(op, StreamOp):
                 n.attrs["cycles"] = int(op.cycles(n, [shapes[i] for i in n.inputs], shapes[n.name]))
+        return g
+
+
+#: Units that buffer nothing worth sizing: they never need a FIFO in front of them.
+_PLUMBING = ("FIFO", "DWC", "Fork")
+
+
+class InsertStreamFIFOs(Pass):
+    """A FIFO on every stream leaving a unit (before any width converter), for sizing.
+
+    FINN's recipe (InsertAndSetFIFODepths): simulate with deep FIFOs, record the most
+    beats each one ever held, then shrink each to that (:class:`SetFIFODepths`). Units
+    whose bursts do not match then never stall the bottleneck: a sliding window emitting
+    a row at once, a pool emitting on every other row, an MVAU consuming a pixel every
+    NF cycles, and above all a burst into a down-converting DWC, which takes one input
+    beat every ``in/out`` cycles (measured: a 2x2 pool emitting 32-beat bursts into a
+    2 -> 1 converter ran at 632 instead of 576 cycles per frame without this FIFO). The
+    FIFO sits right behind the producer, at its width, so it absorbs the burst before
+    the converter. The input port's stream gets none (the sender waits, harmlessly).
+    The sizing depth is two frames of the edge's beats (capped): far more than a
+    frame-paced input can pile up anywhere.
+    """
+
+    def __init__(self, cap: int = 4096) -> None:
+        self.cap = cap
+
+    def apply(self, graph: Graph) -> Graph:
+        g = graph.copy()
+        shapes = infer_shapes(g)
+        for n in list(g.nodes):
+            op = op_of(n)
+            if not isinstance(op, StreamOp) or n.op in ("FIFO", "Fork"):
+                continue
+            for i, src in enumerate(list(n.inputs)):
+                source = g.node(src)
+                if source.op in ("DWC", "InputQuant"):
+                    continue  # a converter: the FIFO sits before it; the port needs none
+                elems = op.in_elems(n, i, shapes[src])
+                depth = int(min(self.cap, max(2, 2 * int(np.prod(shapes[src])) // elems)))
+                if source.op == "FIFO":  # a join's: deep too, so nothing constrains
+                    source.attrs["depth"] = max(int(source.attrs["depth"]), depth)
+                    continue
+                fifo = Node(
+                    unique_name(g, f"{n.name}_fifo{i}"),
+                    "FIFO",
+                    [],
+                    {"depth": depth, "pe": int(elems)},
+                )
+                insert_before(g, n.name, i, fifo)
+        return g
+
+
+class SetFIFODepths(Pass):
+    """FIFO depths from measured occupancy: ``depth = max(2, most held + margin)``.
+
+    ``held`` maps FIFO names to the most beats they held in the sizing simulation. A
+    FIFO that never held more than ``shallow`` beats is removed (the unit behind it
+    takes a beat every cycle or two anyway), except in front of a join, where the
+    analytic deadlock bound of :class:`InsertFIFO` stays the minimum.
+    """
+
+    def __init__(self, held: dict[str, int], margin: int = 2, shallow: int = 2) -> None:
+        self.held, self.margin, self.shallow = held, margin, shallow
+
+    def apply(self, graph: Graph) -> Graph:
+        g = graph.copy()
+        shapes = infer_shapes(g)
+        for n in [n for n in g.nodes if n.op == "FIFO"]:
+            if n.name not in self.held:
+                continue
+            (reader,) = g.consumers(n.name)
+            join = reader.op in ("AddStreams", "ConcatStreams")
+            most = int(self.held[n.name])
+            if not join and most <= self.shallow:
+                remove(g, n.name)
+                continue
+            depth = max(2, most + self.margin)
+            if join:
+                depth = max(
+                    depth, join_fifo_depth(g, reader.name, reader.inputs.index(n.name), shapes)
+                )
+            n.attrs["depth"] = int(depth)
         return g

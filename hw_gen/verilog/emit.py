@@ -143,6 +143,11 @@ def manifest(d: Design, units: list[Unit], top: str, clock_mhz: float, sources: 
         "input": inp,
         "output": outp,
         "taps": taps,
+        "fifos": [
+            {"node": n.name, "instance": f"u_{n.name}", "depth": int(n.attrs["depth"])}
+            for n in g.nodes
+            if n.op == "FIFO"
+        ],
         "perf": perf_model(g, clock_mhz),
         "nodes": [
             {
