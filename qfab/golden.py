@@ -120,7 +120,7 @@ def first_mismatch(
 
 def compare_levels(
     model: Graph, hardware: Graph, x_int: np.ndarray
-) -> tuple[str, int, int, int, int] | None:
+) -> tuple[str, int, int, float, float] | None:
     """Run both levels on the same input integers; the first differing node, or None.
 
     Every hardware node that names a ``model_node`` must produce exactly that node's
@@ -136,5 +136,5 @@ def compare_levels(
                 return found
     if not np.array_equal(m.logits, h.logits):
         v, c = (int(i) for i in np.argwhere(m.logits != h.logits)[0])
-        return "logits", v, c, int(m.logits[v, c] * 0), 0
+        return "logits", v, c, float(m.logits[v, c]), float(h.logits[v, c])
     return None

@@ -134,13 +134,7 @@ class Graph:
             _check_hardware(self, shapes, where)
         if self.lowered is not None:
             self.lowered.validate(f"{where} (hardware graph)", "hardware")
-            for n in self.lowered.nodes:
-                ref = n.attrs.get("model_node")
-                if ref is not None and not self.has(ref):
-                    raise IRError(
-                        f"{where} (hardware graph): node '{n.name}' claims to equal model "
-                        f"node '{ref}', which does not exist"
-                    )
+            _check_levels(self, self.lowered, where)
         return self
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -193,11 +187,42 @@ class Graph:
                 f"{path}: format {header.get('format')!r} version {header.get('version')!r};"
                 f" this qfab reads qfab-ir versions {list(READABLE_VERSIONS)}"
             )
-        graph = cls(_read_nodes(path, data, header.get("nodes"), ""), header.get("meta", {}))
+        graph = cls(_read_nodes(path, data, header.get("nodes"), ""), _meta(path, header))
         hw = header.get("hardware")
         if hw is not None:
-            graph.lowered = cls(_read_nodes(path, data, hw.get("nodes"), "hw/"), hw.get("meta", {}))
-        return graph.validate(str(path))
+            if not isinstance(hw, dict):
+                raise IRError(f"{path}: 'hardware' in the header is not a JSON object")
+            graph.lowered = cls(_read_nodes(path, data, hw.get("nodes"), "hw/"), _meta(path, hw))
+        graph.validate(str(path))
+        if graph.lowered is not None:
+            _check_same_results(graph, str(path))
+        return graph
+
+
+def _check_levels(model: Graph, hw: Graph, where: str) -> None:
+    """The hardware graph belongs to this model graph: same input quantizer and output
+    dequantizer, and every ``model_node`` it names exists and is named once."""
+    loc = f"{where} (hardware graph)"
+    claimed: dict[str, str] = {}
+    for n in hw.nodes:
+        ref = n.attrs.get("model_node")
+        if ref is None:
+            continue
+        if not model.has(ref):
+            raise IRError(
+                f"{loc}: node '{n.name}' claims to equal model node '{ref}', which does not exist"
+            )
+        if ref in claimed:
+            raise IRError(f"{loc}: nodes '{claimed[ref]}' and '{n.name}' both claim '{ref}'")
+        claimed[ref] = n.name
+    m_in, h_in = model.nodes[0].attrs, hw.nodes[0].attrs
+    if {k: v for k, v in m_in.items() if k != "pe"} != {k: v for k, v in h_in.items() if k != "pe"}:
+        raise IRError(f"{loc}: its InputQuant differs from the model graph's")
+    m_out, h_out = model.nodes[-1], hw.nodes[-1]
+    if m_out.op != "OutputDequant" or h_out.op != "OutputDequant" or any(
+        not np.array_equal(m_out.tensors[k], h_out.tensors[k]) for k in ("scale", "bias")
+    ):
+        raise IRError(f"{loc}: its OutputDequant differs from the model graph's")
 
 
 def _node_headers(graph: Graph) -> list[dict[str, Any]]:
@@ -213,11 +238,39 @@ def _node_headers(graph: Graph) -> list[dict[str, Any]]:
     ]
 
 
+def _meta(path: Path, header: dict[str, Any]) -> dict[str, Any]:
+    meta = header.get("meta", {})
+    if not isinstance(meta, dict):
+        raise IRError(f"{path}: 'meta' in the header is not a JSON object")
+    return meta
+
+
+def _check_same_results(graph: Graph, where: str) -> None:
+    """A loaded hardware graph computes what its model graph computes: both run on the
+    input's extremes and two random vectors (a tampered weight or shift shows)."""
+    from qfab.golden import compare_levels
+
+    first = graph.nodes[0]
+    lo, hi = input_range(int(first.attrs["bits"]), bool(first.attrs["signed"]))
+    feats = int(first.attrs["features"])
+    x = np.random.default_rng(0).integers(lo, hi + 1, size=(4, feats))
+    x[0], x[1] = lo, hi
+    found = compare_levels(graph, graph.lowered, x)
+    if found is not None:
+        raise IRError(
+            f"{where}: the hardware graph does not compute what the model graph computes "
+            f"(node '{found[0]}', vector {found[1]}, channel {found[2]}: {found[3]} vs "
+            f"{found[4]})"
+        )
+
+
 def _read_nodes(path: Path, data: Any, headers: Any, prefix: str) -> list[Node]:
     if not isinstance(headers, list):
         raise IRError(f"{path}: header has no node list")
     nodes = []
     for h in headers:
+        if not isinstance(h, dict):
+            raise IRError(f"{path}: a node entry in the header is not a JSON object: {h!r:.60}")
         try:
             name = h["name"]
             tensors = {k: data[f"{prefix}{name}/{k}"] for k in h["tensors"]}
@@ -263,12 +316,13 @@ def _check_hardware(graph: Graph, shapes: dict[str, tuple[int, ...]], where: str
     for n in graph.nodes:
         op = op_of(n, where)
         loc = f"{where}: node '{n.name}' ({n.op})"
-        readers = graph.consumers(n.name)
+        readers = [r.name for r in graph.nodes for src in r.inputs if src == n.name]
         if len(readers) > 1 and n.op != "Fork":
             raise IRError(
-                f"{loc}: read by {[r.name for r in readers]}; a stream has one reader "
-                "(a Fork must sit between)"
+                f"{loc}: read by {readers}; a stream has one reader (a Fork must sit between)"
             )
+        if not readers and n.op != "OutputDequant":
+            raise IRError(f"{loc}: nothing reads it (its stream would never drain)")
         if not isinstance(op, StreamOp):
             continue
         ins = [shapes[i] for i in n.inputs]

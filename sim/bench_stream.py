@@ -82,9 +82,21 @@ async def stream_vectors(dut) -> None:
     ]
     tapped: list[list[int]] = [[] for _ in taps]
 
+    want_taps = [int(n) for n in plan.get("tap_beats", [])]
+    drain = int(plan.get("drain_cycles", 0))
+
+    def busy(after_output: int) -> bool:
+        """Output incomplete, or a tap still short of its beats (a pool or stride drops the
+        last rows, so the output can finish before an inner stream does)."""
+        if len(seen) < expected:
+            return True
+        short = any(len(s) < n for s, n in zip(tapped, want_taps, strict=False))
+        return short and after_output < drain
+
     async def monitor() -> None:
         cycle = 0
-        while len(seen) < expected:
+        finished = 0
+        while busy(cycle - finished if finished else 0):
             await RisingEdge(clock)
             cycle += 1
             if int(out_valid.value) and int(out_ready.value):
@@ -94,6 +106,8 @@ async def stream_vectors(dut) -> None:
             for (data, valid, ready), store in zip(taps, tapped, strict=True):
                 if int(valid.value) and int(ready.value):
                     store.append(int(data.value))
+            if not finished and len(seen) >= expected:
+                finished = cycle
 
     # FIFO sizing: handshake cycles on both sides of each listed unit instance
     def ports(inst: str, side: str):

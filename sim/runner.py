@@ -155,6 +155,8 @@ def run_cocotb(
         "input_port": inp["port"],
         "output_port": outp["port"],
         "taps": [t["signal"] for t in tap_list],
+        "tap_beats": [len(x_int) * int(t["beats_per_frame"]) for t in tap_list],
+        "drain_cycles": 4 * max(cpf, frame_interval) + 1000,
         "watch": list(watch or []),
         "frame_interval": int(frame_interval),
         "budget_cycles": (len(x_int) + 4)
@@ -193,7 +195,7 @@ def run_cocotb(
     except SystemExit as exc:  # cocotb's runner exits on build errors
         if not out.exists():
             raise ToolError(
-                f"{simulator}: build or run failed ({exc}); see {build_dir}/build.log"
+                f"{simulator}: build or run failed ({exc}); see {build_dir}/build.log and sim.log"
             ) from None
     except Exception as exc:
         if not out.exists():

@@ -1,6 +1,6 @@
 """Lowering: the model graph -> the hardware graph, one small IR -> IR pass at a time.
 
-:func:`lower` runs, in order: :class:`LowerConv`, :class:`LowerDense`,
+:func:`lower` runs, in order: :class:`RemoveDeadNodes`, :class:`LowerConv`, :class:`LowerDense`,
 :class:`LowerLayout`, :class:`MovePoolPastThresholds`, :class:`FuseThresholds`,
 :class:`CheckLowered`, :class:`ToXnor`, :class:`SetFolding`, :class:`InsertFork`,
 :class:`InsertFIFO`, :class:`InsertDWC`, :class:`AnnotateCycles`. The result is a
@@ -14,7 +14,12 @@ from hw_gen.passes.base import Pass
 from hw_gen.passes.folding import SetFolding, compute_units
 from hw_gen.passes.insert import AnnotateCycles, InsertDWC, InsertFIFO, InsertFork
 from hw_gen.passes.lower_compute import FuseThresholds, LowerConv, LowerDense
-from hw_gen.passes.lower_streams import CheckLowered, LowerLayout, MovePoolPastThresholds
+from hw_gen.passes.lower_streams import (
+    CheckLowered,
+    LowerLayout,
+    MovePoolPastThresholds,
+    RemoveDeadNodes,
+)
 from hw_gen.passes.to_xnor import ToXnor
 from qfab.errors import HardwareError, IRError
 from qfab.ir import Graph
@@ -31,6 +36,7 @@ __all__ = [
     "LowerLayout",
     "MovePoolPastThresholds",
     "Pass",
+    "RemoveDeadNodes",
     "SetFolding",
     "ToXnor",
     "compute_units",
@@ -42,6 +48,7 @@ __all__ = [
 def structural_passes() -> list[Pass]:
     """The passes that do not depend on folding (model ops -> hardware units)."""
     return [
+        RemoveDeadNodes(),
         LowerConv(),
         LowerDense(),
         LowerLayout(),

@@ -88,6 +88,17 @@ def default_target_cycles(graph: Graph) -> int:
     return max([DEFAULT_TARGET_CYCLES, *windows])
 
 
+def port_elems(features: int, bits: int, max_bits: int, port: str) -> int:
+    """Most elements per beat (a divisor of ``features``) within ``max_bits``."""
+    fit = [d for d in divisors(features) if d * bits <= max_bits]
+    if not fit:
+        raise HardwareError(
+            f"hw.max_port_bits = {max_bits} is narrower than one {bits}-bit element of the "
+            f"{port} port; allowed: >= {bits}"
+        )
+    return fit[-1]
+
+
 class SetFolding(Pass):
     """Set ``pe``/``simd`` on every unit and ``pe`` on the input port."""
 
@@ -180,11 +191,9 @@ class SetFolding(Pass):
     def _port_pe(self, g: Graph, shapes: dict) -> int:
         """Input port: the first unit's beat, or the widest divisor within the port cap."""
         first = g.nodes[0]
-        (reader,) = g.consumers(first.name)
-        want = op_of(reader).in_elems(reader, 0, shapes[first.name])
+        reader = g.consumers(first.name)[0]  # with several readers a fork follows
+        want = op_of(reader).in_elems(reader, reader.inputs.index(first.name), shapes[first.name])
         bits = node_ranges(g)[first.name].element.bits
         if want * bits <= self.max_port_bits:
             return int(want)
-        feats = int(np.prod(shapes[first.name]))
-        fit = [d for d in divisors(feats) if d * bits <= self.max_port_bits]
-        return int(fit[-1])
+        return port_elems(int(np.prod(shapes[first.name])), bits, self.max_port_bits, "input")

@@ -15,9 +15,9 @@ import math
 import numpy as np
 
 from hw_gen.passes.base import Pass, insert_before, remove, unique_name
+from hw_gen.passes.folding import port_elems
 from qfab.ir import Graph, Node, beat_elems, infer_shapes
 from qfab.ops import StreamOp, op_of
-from qfab.ops.base import divisors
 from qfab.ranges import node_ranges
 
 
@@ -28,7 +28,8 @@ class InsertFork(Pass):
         g = graph.copy()
         for n in list(g.nodes):
             readers = g.consumers(n.name)
-            if len(readers) < 2 or n.op == "Fork":
+            slots = sum(r.inputs.count(n.name) for r in readers)  # Add(x, x) reads twice
+            if slots < 2 or n.op == "Fork":
                 continue
             fork = Node(
                 unique_name(g, f"{n.name}_fork"), "Fork", [n.name], {"pe": int(beat_elems(n) or 1)}
@@ -71,7 +72,7 @@ class InsertDWC(Pass):
             bits = node_ranges(g)[src.name].element.bits
             if elems is not None and elems * bits > self.max_port_bits:
                 feats = int(np.prod(shapes[src.name]))
-                fit = [d for d in divisors(feats) if d * bits <= self.max_port_bits]
+                fit = [port_elems(feats, bits, self.max_port_bits, "output")]
                 dwc = Node(
                     unique_name(g, "output_dwc"),
                     "DWC",

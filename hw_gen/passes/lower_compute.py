@@ -73,6 +73,9 @@ class LowerConv(Pass):
                 for k in range(groups):
                     rows, cols = slice(k * og, (k + 1) * og), slice(k * icg, (k + 1) * icg)
                     full[rows, :, :, cols] = w[rows]
+                if groups > 1 and common["weight_bits"] == 1:
+                    # the block-diagonal zeros are not bipolar: store ternary {-1, 0, +1}
+                    common = {**common, "weight_bits": 2}
                 unit = Node(
                     n.name,
                     "MVAU",

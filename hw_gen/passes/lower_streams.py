@@ -89,6 +89,20 @@ class MovePoolPastThresholds(Pass):
         return g
 
 
+class RemoveDeadNodes(Pass):
+    """Drop nodes whose output never reaches the graph's output (golden computes them; in
+    hardware a stream nobody reads never drains and stalls its producer forever)."""
+
+    def apply(self, graph: Graph) -> Graph:
+        g = graph.copy()
+        live = {g.nodes[-1].name}
+        for n in reversed(g.nodes):
+            if n.name in live:
+                live.update(n.inputs)
+        g.nodes = [n for n in g.nodes if n.name in live]
+        return g
+
+
 class CheckLowered(Pass):
     """Every node is now a hardware op (or the input/output ends)."""
 

@@ -63,8 +63,9 @@ def plan_units(graph: Graph) -> tuple[Design, list[Unit]]:
     return d, units
 
 
-def _source_of(d: Design, reader: Node, src: str) -> dict[str, str]:
-    """The wires a reader's input connects to: the top's s_axis, a fork's bit, or a node."""
+def _source_of(d: Design, reader: Node, index: int, src: str) -> dict[str, str]:
+    """The wires input ``index`` of ``reader`` connects to: the top's s_axis, one output
+    of a fork (one per reading slot), or a node's stream."""
     node = d.graph.node(src)
     if node.op == "InputQuant":
         width = d.stream_bits(src)
@@ -74,7 +75,7 @@ def _source_of(d: Design, reader: Node, src: str) -> dict[str, str]:
             "ready": "s_axis_tready",
         }
     if node.op == "Fork":
-        k = [r.name for r in d.readers(src)].index(reader.name)
+        k = [(r.name, i) for r, i in d.readers(src)].index((reader.name, index))
         return {
             "data": f"n_{src}_tdata",
             "valid": f"n_{src}_tvalid[{k}]",
@@ -233,8 +234,8 @@ def generate_verilog(
                 "width": u.out_width,
                 "fork_n": u.fork_n,
                 "inputs": [
-                    {"prefix": p["prefix"], **_source_of(d, n, src)}
-                    for p, src in zip(u.inputs, n.inputs, strict=True)
+                    {"prefix": p["prefix"], **_source_of(d, n, i, src)}
+                    for i, (p, src) in enumerate(zip(u.inputs, n.inputs, strict=True))
                 ],
             }
         )

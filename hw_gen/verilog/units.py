@@ -17,10 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw_gen.verilog.rom import addr_bits, pack_word, rom_module
-from qfab.errors import HardwareError
-from qfab.ir import Graph, Node, infer_shapes
-from qfab.ops import OPS
-from qfab.ops.linear import dense_acc_range
+from qfab.elements import acc_bits, acc_range, stream_elements
+from qfab.ir import Graph, Node, beat_elems, infer_shapes
 from qfab.ranges import node_ranges
 from qfab.values import Element, IntRange, bits_for, signed_bits
 
@@ -29,8 +27,6 @@ from qfab.values import Element, IntRange, bits_for, signed_bits
 #: fabric a DSP48 ties up for it up to k = 4 (FINN also keeps narrow MACs in LUTs);
 #: without this, Yosys maps every 2x2 product to a DSP48.
 LUT_MUL_MAX_WEIGHT_BITS = 4
-
-COMPUTE = ("MVAU", "XnorMVAU", "VVAU")
 
 
 def tree_stages(simd: int, xnor: bool) -> int:
@@ -46,9 +42,6 @@ def tree_stages(simd: int, xnor: bool) -> int:
     return -(-levels // per_stage)
 
 
-PLUMBING = ("Fork", "DWC", "FIFO")
-
-
 class Design:
     """What the emitters need to know about a hardware graph: shapes, ranges, elements."""
 
@@ -56,57 +49,27 @@ class Design:
         self.graph = graph
         self.shapes = infer_shapes(graph)
         self.ranges = node_ranges(graph)
+        self.elements = stream_elements(graph)
 
     def element(self, name: str) -> Element:
-        """How the output of node ``name`` is encoded on its stream."""
-        node = self.graph.node(name)
-        if node.op in PLUMBING:
-            return self.element(node.inputs[0])
-        if node.op in COMPUTE and "thresholds" not in node.tensors:
-            return Element(self.acc_bits(node), signed=True)
-        return self.ranges[name].element
+        """How the output of node ``name`` is encoded on its stream (:mod:`qfab.elements`)."""
+        return self.elements[name]
 
     def acc_range(self, node: Node) -> IntRange:
         """The accumulator (or, for XNOR, match count) range of a compute unit."""
-        x = self.ranges[node.inputs[0]]
-        w = node.tensors["weight"]
-        if node.op == "MVAU":
-            return dense_acc_range(w, x, node.tensors.get("bias"))
-        if node.op == "XnorMVAU":
-            mh, mw = w.shape
-            return IntRange(np.zeros(mh, np.int64), np.full(mh, mw, np.int64))
-        bare = Node(
-            node.name,
-            "VVAU",
-            node.inputs,
-            {k: v for k, v in node.attrs.items() if k not in ("out_bits", "offset", "bipolar")},
-            {"weight": w},
-        )
-        shape = self.shapes[node.name]
-        return OPS["VVAU"].value_range(bare, [x], [self.shapes[node.inputs[0]]], shape)
+        return acc_range(node, self.ranges[node.inputs[0]], self.shapes)
 
     def acc_bits(self, node: Node) -> int:
-        """Two's complement accumulator width: every final sum, output and threshold fits
-        (partial sums may wrap; the final value cannot)."""
-        acc = self.acc_range(node)
-        lo, hi = acc.min, acc.max
-        if "thresholds" in node.tensors:
-            t = node.tensors["thresholds"]
-            lo, hi = min(lo, int(t.min())), max(hi, int(t.max()))
-        elif node.op == "XnorMVAU":
-            bias = node.tensors.get("bias", np.zeros(len(acc.lo), np.int64))
-            lo = min(lo, int((2 * acc.lo + bias).min()))
-            hi = max(hi, int((2 * acc.hi + bias).max()))
-        return signed_bits(lo, hi)
+        """Two's complement accumulator width of a compute unit."""
+        return acc_bits(node, self.ranges[node.inputs[0]], self.shapes)
 
     def stream_bits(self, name: str) -> int:
         """Width of the data bus a node drives: elements per beat x element bits."""
-        from qfab.ir import beat_elems
-
         return int(beat_elems(self.graph.node(name))) * self.element(name).bits
 
-    def readers(self, name: str) -> list[Node]:
-        return self.graph.consumers(name)
+    def readers(self, name: str) -> list[tuple[Node, int]]:
+        """(reader, input index) of every stream slot reading ``name``, in graph order."""
+        return [(n, i) for n in self.graph.nodes for i, src in enumerate(n.inputs) if src == name]
 
 
 @dataclass
@@ -354,9 +317,7 @@ def emit_window(d: Design, node: Node) -> Unit:
     elems = min(simd, c)
     taps = 1 if simd <= c else simd // c
     in_el, out_el = d.element(node.inputs[0]), d.element(node.name)
-    bipolar = in_el.bipolar and not out_el.bipolar
-    if not bipolar and out_el.bits != in_el.bits:
-        raise HardwareError(f"node '{node.name}' (SlidingWindow): element widths differ")
+    bipolar = in_el.bipolar and not out_el.bipolar  # widened: padding on a bipolar stream
     ow = d.shapes[node.name][1]
     _, rows = swg_rows(h, kh, sh, ph, ow, kw, c // elems, taps, w)
     unit = Unit(
@@ -566,7 +527,7 @@ def emit_shuffle(d: Design, node: Node) -> Unit:
 
 
 def emit_fork(d: Design, node: Node) -> Unit:
-    n = len(d.readers(node.name))
+    n = len(d.readers(node.name))  # one output per reading slot (Add(x, x) reads twice)
     width = d.stream_bits(node.name)
     unit = Unit(
         node.name,

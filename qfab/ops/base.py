@@ -50,6 +50,7 @@ class Attr:
     length: int | None = None
     minimum: int | None = None
     choices: tuple[Any, ...] | None = None
+    maximum: int | None = None
     doc: str = ""
 
     def __post_init__(self) -> None:
@@ -62,21 +63,23 @@ class Attr:
 
     def check(self, value: Any, where: str) -> None:
         """Raise :class:`IRError` naming ``where`` if ``value`` does not fit."""
-        ok = {
-            "int": _is_int(value),
-            "bool": isinstance(value, bool),
-            "float": (_is_int(value) or isinstance(value, float)) and np.isfinite(value),
-            "str": isinstance(value, str),
-            "ints": isinstance(value, list | tuple) and all(_is_int(v) for v in value),
-            "strs": isinstance(value, list | tuple) and all(isinstance(v, str) for v in value),
-        }[self.kind]
-        if not ok:
+        checks = {
+            "int": lambda v: _is_int(v),
+            "bool": lambda v: isinstance(v, bool),
+            "float": lambda v: (isinstance(v, float) and bool(np.isfinite(v))) or _is_int(v),
+            "str": lambda v: isinstance(v, str),
+            "ints": lambda v: isinstance(v, list | tuple) and all(_is_int(x) for x in v),
+            "strs": lambda v: isinstance(v, list | tuple) and all(isinstance(x, str) for x in v),
+        }
+        if not checks[self.kind](value):
             raise IRError(f"{where} = {value!r} is not allowed; allowed: {self.describe()}")
         if self.kind == "ints" and self.length is not None and len(value) != self.length:
             raise IRError(f"{where} = {value!r} must have {self.length} entries")
-        if self.minimum is not None:
-            low = [v for v in (value if self.kind == "ints" else [value]) if v < self.minimum]
-            if self.kind in ("int", "ints") and low:
+        if self.kind in ("int", "ints"):
+            values = value if self.kind == "ints" else [value]
+            low = self.minimum is not None and any(v < self.minimum for v in values)
+            high = self.maximum is not None and any(v > self.maximum for v in values)
+            if low or high:
                 raise IRError(f"{where} = {value!r} is not allowed; allowed: {self.describe()}")
         if self.choices is not None and value not in self.choices:
             raise IRError(f"{where} = {value!r} is not allowed; allowed: {list(self.choices)}")
@@ -90,7 +93,9 @@ class Attr:
             "ints": f"a list of {self.length or 'any number of'} integers",
             "strs": "a list of strings",
         }[self.kind]
-        if self.minimum is not None:
+        if self.minimum is not None and self.maximum is not None:
+            kind += f" in {self.minimum}..{self.maximum}"
+        elif self.minimum is not None:
             kind += f" >= {self.minimum}"
         return kind
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 #: Optional fused activation of a compute unit (present iff ``thresholds`` is).
 FUSED_THRESHOLD_ATTRS = {
-    "out_bits": Attr("int", None, minimum=1),
+    "out_bits": Attr("int", None, minimum=1, maximum=16),
     "offset": Attr("int", 0),
     "bipolar": Attr("bool", False),
 }
@@ -96,7 +96,7 @@ class MVAU(StreamOp):
     attrs = {
         "pe": Attr("int", 1, minimum=1),
         "simd": Attr("int", 1, minimum=1),
-        "weight_bits": Attr("int", minimum=1),
+        "weight_bits": Attr("int", minimum=1, maximum=32),
         **FUSED_THRESHOLD_ATTRS,
         **HARDWARE_ATTRS,
     }
@@ -203,7 +203,7 @@ class VVAU(StreamOp):
     attrs = {
         "pe": Attr("int", 1, minimum=1),
         "simd": Attr("int", 1, minimum=1, choices=(1,)),
-        "weight_bits": Attr("int", minimum=1),
+        "weight_bits": Attr("int", minimum=1, maximum=32),
         "kernel": Attr("ints", length=2, minimum=1),
         **FUSED_THRESHOLD_ATTRS,
         **HARDWARE_ATTRS,
@@ -257,7 +257,7 @@ class Thresholding(StreamOp):
     name = "Thresholding"
     attrs = {
         "pe": Attr("int", 1, minimum=1),
-        "out_bits": Attr("int", minimum=1),
+        "out_bits": Attr("int", minimum=1, maximum=16),
         "offset": Attr("int"),
         "bipolar": Attr("bool", False),
         **HARDWARE_ATTRS,

@@ -28,7 +28,7 @@ class InputQuant(Op):
     level = "both"
     arity = (0, 0)
     attrs = {
-        "bits": Attr("int", minimum=1),
+        "bits": Attr("int", minimum=1, maximum=32),
         "signed": Attr("bool"),
         "scale": Attr("float", doc="a power of two for an exact pipeline"),
         "features": Attr("int", minimum=1),

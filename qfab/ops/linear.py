@@ -117,7 +117,7 @@ class Dense(WeightOp):
     """``acc = x @ weight.T (+ bias)``: weight ``[out, in]``, bias in accumulator units."""
 
     name = "Dense"
-    attrs = {"weight_bits": Attr("int", minimum=1)}
+    attrs = {"weight_bits": Attr("int", minimum=1, maximum=32)}
     tensors = {
         "weight": Tensor("int", 2),
         "bias": Tensor("int", 1, required=False),
@@ -156,7 +156,7 @@ class Conv2d(WeightOp):
 
     name = "Conv2d"
     attrs = {
-        "weight_bits": Attr("int", minimum=1),
+        "weight_bits": Attr("int", minimum=1, maximum=32),
         "stride": Attr("ints", length=2, minimum=1),
         "padding": Attr("ints", length=2, minimum=0),
         "groups": Attr("int", minimum=1),

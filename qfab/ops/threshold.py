@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 #: The attrs of a threshold table, shared by every op that applies one.
 THRESHOLD_ATTRS = {
-    "out_bits": Attr("int", minimum=1),
+    "out_bits": Attr("int", minimum=1, maximum=16),
     "offset": Attr("int"),
     "bipolar": Attr("bool", False),
 }

@@ -205,3 +205,64 @@ def test_join_fifos_cover_the_slow_branch():
     add = next(n for n in hw.nodes if n.op == "AddStreams")
     direct = add.inputs[0]
     assert fifos[direct] >= 4 * 8 // hw.node(direct).attrs["pe"]
+
+
+# ---------------------------------------------------------------- review findings
+
+
+def test_grouped_binary_conv_keeps_its_zeros_as_ternary_weights():
+    b = GraphBuilder((5, 3, 2), input_bits=4, signed_input=True, seed=5)
+    b.conv(2, (1, 1), padding=(0, 0), weight_bits=3)
+    b.thresholds(1)
+    b.conv(4, (1, 2), padding=(0, 0), groups=2, weight_bits=1, name="g")
+    b.thresholds(2, name="tg")
+    b.dense(3, bias=True)
+    g = b.output()
+    hw = lower(g, pe=[1, 1, 1], simd=[1, 1, 1])
+    unit = hw.node("g")
+    assert unit.op == "MVAU" and unit.attrs["weight_bits"] == 2  # zeros are not ±1
+    assert compare_levels(g, hw, vectors(g)) is None
+
+
+def test_a_node_read_twice_by_one_unit_gets_a_fork():
+    b = GraphBuilder((4, 4, 2), seed=1)
+    b.conv(3, (3, 3))
+    t = b.thresholds(2)
+    b.add(t, t, shift=(1, 0))
+    b.thresholds(2)
+    b.dense(3, bias=True)
+    g = b.output()
+    hw = lower(g)
+    fork = next(n for n in hw.nodes if n.op == "Fork")
+    assert hw.node(fork.inputs[0]).attrs["model_node"] == t  # the fused unit producing t
+    assert compare_levels(g, hw, vectors(g)) is None
+
+
+def test_the_input_may_have_several_readers():
+    b = GraphBuilder((4, 4, 2), seed=2)
+    b.conv(2, (3, 3))
+    c = b.thresholds(2)
+    b.add("input", c)
+    b.thresholds(2)
+    b.dense(3, bias=True)
+    g = b.output()
+    hw = lower(g)
+    assert hw.consumers("input")[0].op in ("Fork", "DWC")
+    assert compare_levels(g, hw, vectors(g)) is None
+
+
+def test_a_port_narrower_than_one_element_is_refused_by_key():
+    g = random_mlp_graph(16, [8], 4, input_bits=8, weight_bits=8)
+    with pytest.raises(HardwareError, match=r"hw.max_port_bits = 8 is narrower than one \d+-bit"):
+        lower(g, max_port_bits=8)
+
+
+def test_nodes_that_reach_no_output_are_not_built():
+    b = GraphBuilder((4, 4, 2), seed=3)
+    b.conv(3, (3, 3))
+    t = b.thresholds(2)
+    b.conv(2, (1, 1), padding=(0, 0), src=t, name="dead")
+    b.dense(3, src=t, bias=True)
+    g = b.output()
+    hw = lower(g)
+    assert not hw.has("dead") and compare_levels(g, hw, vectors(g)) is None

@@ -122,3 +122,14 @@ def test_missing_config_file_exit_code_via_console_script(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"qfab: error: config file '{tmp_path / 'x.yaml'}' not found"
+
+
+def test_frames_per_second_target_becomes_a_cycle_budget():
+    from qfab.flow import hardware_settings
+
+    cfg = parse_config({"hw": {"target_fps": 250_000.0, "clock_mhz": 100.0}})
+    assert hardware_settings(cfg)["target_cycles"] == 400  # 100 MHz / 250k frames/s
+    assert hardware_settings(parse_config({}))["target_cycles"] is None  # auto
+    explicit = parse_config({"hw": {"folding": {"pe": [1, 2], "simd": [4, 8]}, "xnor": False}})
+    s = hardware_settings(explicit)
+    assert (s["pe"], s["simd"], s["xnor"]) == ([1, 2], [4, 8], False)

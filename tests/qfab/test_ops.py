@@ -125,3 +125,49 @@ def test_model_graph_without_hardware_equivalent_is_refused_in_lowering():
     )  # a pool on a vector: shape inference refuses it
     with pytest.raises(IRError, match="node 'mp' \\(MaxPool\\): needs an \\[H, W, C\\] input"):
         g.validate()
+
+
+def test_damaged_or_inconsistent_files_are_ir_errors(tmp_path):
+    import io
+    import json
+    import zipfile
+
+    g = mlp()
+    g.lowered = lower(g, target_cycles=8)
+    path = g.save(tmp_path / "m.qfab.npz")
+
+    def rewrite(edit, name):
+        data = dict(np.load(path))
+        header = json.loads(bytes(data["header.json"]).decode())
+        edit(header, data)
+        data["header.json"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+        out = tmp_path / name
+        np.savez(out, **data)
+        return out
+
+    cases = {
+        "node.npz": (lambda h, d: h["nodes"].__setitem__(1, "fc0"), "not a JSON object"),
+        "hw.npz": (lambda h, d: h.__setitem__("hardware", []), "'hardware' in the header"),
+        "huge.npz": (
+            lambda h, d: h["nodes"][1]["attrs"].__setitem__("weight_bits", 2**40),
+            "weight_bits' = 1099511627776 is not allowed; allowed: an integer in 1..32",
+        ),
+        "tampered.npz": (
+            lambda h, d: d.__setitem__("hw/fc1/weight", -d["hw/fc1/weight"]),
+            "the hardware graph does not compute what the model graph computes",
+        ),
+        "input.npz": (
+            lambda h, d: h["hardware"]["nodes"][0]["attrs"].__setitem__("bits", 7),
+            "its InputQuant differs",
+        ),
+    }
+    for name, (edit, message) in cases.items():
+        with pytest.raises(IRError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            Graph.load(rewrite(edit, name))
+    junk = tmp_path / "junk.npz"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("header.json.npy", b"garbage")
+    junk.write_bytes(buf.getvalue())
+    with pytest.raises(IRError, match="not a qfab IR file"):
+        Graph.load(junk)
