@@ -219,8 +219,10 @@ def _check_levels(model: Graph, hw: Graph, where: str) -> None:
     if {k: v for k, v in m_in.items() if k != "pe"} != {k: v for k, v in h_in.items() if k != "pe"}:
         raise IRError(f"{loc}: its InputQuant differs from the model graph's")
     m_out, h_out = model.nodes[-1], hw.nodes[-1]
-    if m_out.op != "OutputDequant" or h_out.op != "OutputDequant" or any(
-        not np.array_equal(m_out.tensors[k], h_out.tensors[k]) for k in ("scale", "bias")
+    if (
+        m_out.op != "OutputDequant"
+        or h_out.op != "OutputDequant"
+        or any(not np.array_equal(m_out.tensors[k], h_out.tensors[k]) for k in ("scale", "bias"))
     ):
         raise IRError(f"{loc}: its OutputDequant differs from the model graph's")
 
