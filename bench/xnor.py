@@ -87,20 +87,35 @@ def build(graph: Graph, xnor: bool, target: int, work: Path, vectors: int) -> di
     }
 
 
+MODELS = {"mlp": ([48, 20], 40), "sfc": ([256, 256, 256], 64)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", type=int, default=40, help="cycles per frame (folding)")
     parser.add_argument("--vectors", type=int, default=100)
+    parser.add_argument("--only", choices=sorted(MODELS))
     args = parser.parse_args()
-    graph = random_mlp_graph(64, [48, 20], 10, weight_bits=1, act_bits=1, seed=0)
     console = Console(width=150)
+    failed = False
+    for name, (hidden, target) in MODELS.items():
+        if args.only and name != args.only:
+            continue
+        failed |= compare(console, hidden, target, args.vectors)
+    console.print(f"for scale: {FINN_SFC_MAX}; {ISSUE_GENERIC}")
+    return 1 if failed else 0
+
+
+def compare(console: Console, hidden: list[int], target: int, vectors: int) -> bool:
+    """Both variants of one MLP; prints the table; True if any mismatch."""
+    graph = random_mlp_graph(64, hidden, 10, weight_bits=1, act_bits=1, seed=0)
+    shape = "-".join(str(v) for v in (64, *hidden, 10))
     results = {}
     with tempfile.TemporaryDirectory(prefix="xnor_") as tmp:
         for label, xnor in (("XNOR-popcount", True), ("generic MVAU", False)):
-            console.print(f"[bold]{label}[/]: lower, generate, simulate, synthesize ...")
-            results[label] = build(graph, xnor, args.target, Path(tmp) / label[:4], args.vectors)
+            console.print(f"[bold]{shape} {label}[/]: lower, generate, simulate, synthesize ...")
+            results[label] = build(graph, xnor, target, Path(tmp) / label[:4], vectors)
     table = Table(
-        title=f"w1a1 MLP 64-48-20-10 at {args.target} cycles/frame: XNOR vs generic "
+        title=f"w1a1 MLP {shape} at {target} cycles/frame: XNOR vs generic "
         "(Yosys synth_xilinx xc7z020, each unit synthesized alone)"
     )
     for col in ("design", "unit", "op", "PE x SIMD", "MAC/cycle", "LUT", "FF", "LUT per MAC/cycle"):

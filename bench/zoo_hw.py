@@ -185,6 +185,7 @@ def main() -> int:
         "point",
         "units",
         "mismatches",
+        "icarus",
         "cycles_measured",
         "cycles_model",
         "ratio",

@@ -504,6 +504,12 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
         )
         table.add_row("cycles / frame", f"model {cpf['model']} ({why})")
     perf = report["perf"]
+    latency = perf.get("latency_cycles") or {}
+    if latency.get("measured") is not None:
+        table.add_row(
+            "latency (cycles)",
+            f"measured {latency['measured']}   model bound {latency['bound']}",
+        )
     if perf.get("bottleneck"):
         table.add_row(
             "throughput (model)",
