@@ -25,11 +25,21 @@
 //   IN_BITS, IN_SIGNED, IN_BIPOLAR   input elements: unsigned, two's complement, or 1-bit
 //                 bipolar (1 -> +1, 0 -> -1). W_BITS, W_BIPOLAR: weights, two's complement
 //                 or 1-bit bipolar.
-//   LUT_MUL       1: each product from shifted adds (one per weight bit, keeps narrow
-//                 products out of DSPs); 0: `*`. A bipolar operand is a conditional
-//                 negation either way.
-//   TREE_STAGES=1 registered stages (>= 1) of S1, the products and the adder tree; each
-//                 stage beyond the first adds one cycle of latency, none of throughput.
+//   LUT_MUL       1: each product from shifted adds (keeps narrow products out of DSPs):
+//                 one partial product per weight bit (the top one subtracted), added in
+//                 pairs (x times a two-bit digit, one adder), the pair sums in a balanced
+//                 tree; 0: `*`. A bipolar operand is a conditional negation either way.
+//   TREE_STAGES=1 registered stages (>= 1) of S1 for the adder tree, and for the products
+//                 too unless they have their own (PROD_REG); each stage beyond the first
+//                 adds one cycle of latency, none of throughput.
+//   PROD_REG=-1   1: the products get a registered stage of their own in front of the
+//                 TREE_STAGES stages (one more cycle of latency, PE*SIMD product registers);
+//                 0: they are level 0 of the first tree stage; -1 (auto, what the
+//                 generator uses): 1 exactly when they are shifted adds of more than two
+//                 weight bits (LUT_MUL = 1, W_BITS > 2, no bipolar operand, XNOR = 0). Such
+//                 a product is two adder levels deep by itself, so with it in a stage of
+//                 its own every tree stage of two levels (what the generator plans per
+//                 stage) stays about as deep as the product. PR below: the value used.
 //   ACC_BITS, NUM_T, OUT_BITS, OFFSET, HAS_BIAS   as above.
 //   WA_BITS, TA_BITS   address widths of the weight ROM (NF*SF words; DEPTHWISE NF*K) and
 //                 of the threshold/bias ROM (NF words).
@@ -45,15 +55,19 @@
 //   S0 issue  step counters; synchronous reads of the input buffer and the weight ROM.
 //   S1 dot    products (XNOR bits) and a balanced adder (popcount) tree of TL = ceil(log2 SIMD)
 //             levels, node widths exact and capped at ACC_BITS; its sum is registered.
-//             S1 is TREE_STAGES registered stages. The products count as level 0, so the tree
-//             has NL = TL + 1 levels 0..TL; with TSL = min(TREE_STAGES, NL), Q = NL / TSL,
-//             R = NL % TSL (integer), the first R stages compute Q + 1 consecutive levels and
-//             the others Q (the extra levels go first: early levels are narrower, and a cut
-//             deeper in the tree registers fewer nodes). A stage ends in a register of all
-//             the nodes of its last level; the last one's is the sum. TREE_STAGES > NL: the
-//             TREE_STAGES - NL stages beyond the tree are plain registers of the sum. A step's
-//             tags (valid, first / last step of its group) follow it through these stages in
-//             shift registers under the same enable adv.
+//             S1 is PR + TREE_STAGES registered stages (PR = PROD_REG resolved, 0 or 1). The
+//             products count as level 0, so the tree has levels 0..TL. With PR = 1 level 0
+//             is a stage of its own (the product register) and the TREE_STAGES stages share
+//             levels 1..TL, otherwise they share levels 0..TL: NL = TL + 1 - PR levels; with
+//             TSL = min(TREE_STAGES, max(NL, 1)), Q = max(NL, 1) / TSL, R = max(NL, 1) % TSL
+//             (integer), the first R stages compute Q + 1 consecutive levels and the others
+//             Q (the extra levels go first: early levels are narrower, and a cut deeper in
+//             the tree registers fewer nodes). A stage ends in a register of all the nodes
+//             of its last level; the last one's is the sum (NL = 0, i.e. PR = 1 and SIMD = 1:
+//             a plain register of the product register). TREE_STAGES > TSL: the
+//             TREE_STAGES - TSL stages beyond the tree are plain registers of the sum. A
+//             step's tags (valid, first / last step of its group) follow it through these
+//             stages in shift registers under the same enable adv.
 //   S2 acc    accumulator (the first step of a group loads, the others add); the last
 //             step of a group also reads the threshold/bias ROM (t_en).
 //   S3 thr    the NUM_T comparisons of each result registered (NUM_T == 0: acc + bias).
@@ -74,9 +88,10 @@
 // Throughput (input always valid, output always ready): one step per cycle, a frame every
 // NF*SFI cycles (NF*SF dense, NF*K depthwise); with NF*SFI == 1 one frame per cycle.
 // Latency (idle unit): the first output beat of a frame is on m_axis (tvalid high)
-// SFI + TREE_STAGES + 3 cycles after the clock edge that accepted the frame's last input beat
-// (SFI issue cycles, TREE_STAGES for S1, then S2..S4), and is taken at the edge after that
-// (SFI + TREE_STAGES + 4 edges, as the bench checks). TREE_STAGES = 1: SFI + 4 and SFI + 5.
+// SFI + PR + TREE_STAGES + 3 cycles after the clock edge that accepted the frame's last input
+// beat (SFI issue cycles, PR + TREE_STAGES for S1, then S2..S4), and is taken at the edge
+// after that (SFI + PR + TREE_STAGES + 4 edges, as the bench checks). TREE_STAGES = 1 and no
+// product register: SFI + 4 and SFI + 5.
 module mvau_pipe #(
     parameter integer MW = 8,
     parameter integer MH = 8,
@@ -96,6 +111,7 @@ module mvau_pipe #(
     parameter integer HAS_BIAS = 0,
     parameter integer LUT_MUL = 1,
     parameter integer TREE_STAGES = 1,
+    parameter integer PROD_REG = -1,
     parameter integer WA_BITS = 8,
     parameter integer TA_BITS = 8
 ) (
@@ -134,12 +150,19 @@ module mvau_pipe #(
     localparam integer LW = (XNOR != 0) ? 1 : PB;       // tree leaf width
     localparam integer LC = (LW < AW) ? LW : AW;        // leaf width kept (mod 2^AW)
     localparam integer TL = (SIMD > 1) ? $clog2(SIMD) : 0;  // adder tree levels
-    localparam integer NL = TL + 1;                     // tree levels, products included
-    localparam integer TSL = (TREE_STAGES < NL) ? TREE_STAGES : NL;  // stages with levels
+    // products as shifted adds of more than two weight bits: two adder levels deep
+    localparam integer MULS = ((XNOR == 0) && (IN_BIPOLAR == 0) && (W_BIPOLAR == 0)
+                               && (LUT_MUL != 0) && (W_BITS > 2)) ? 1 : 0;
+    localparam integer PR = (PROD_REG < 0) ? MULS : (PROD_REG > 0) ? 1 : 0;
+    localparam integer SD = PR + TREE_STAGES;           // S1 stages
+    localparam integer NL = TL + 1 - PR;                // levels in the tree stages (from PR)
+    localparam integer NLS = (NL > 0) ? NL : 1;
+    localparam integer TSL = (TREE_STAGES < NLS) ? TREE_STAGES : NLS;  // stages with levels
     localparam integer TX = TREE_STAGES - TSL;          // plain register stages after them
-    localparam integer TQ = NL / TSL;                   // levels per tree stage: TQ + 1 in
-    localparam integer TR = NL % TSL;                   // the first TR stages, TQ in the rest
-    localparam integer TB = TR * (TQ + 1);              // first level of stage TR
+    localparam integer TQ = NLS / TSL;                  // levels per tree stage: TQ + 1 in
+    localparam integer TR = NLS % TSL;                  // the first TR stages, TQ in the rest
+    localparam integer TB = TR * (TQ + 1);              // first level (- PR) of stage TR
+    localparam integer NPP = (W_BITS + 1) / 2;          // LUT_MUL: partial products pairs
     localparam [0:0] TS = (XNOR != 0) ? 1'b0 : 1'b1;    // the adder tree is signed
     localparam integer CL = (NT > 1) ? $clog2(NT) : 0;  // count tree levels
     // sized constants
@@ -173,7 +196,7 @@ module mvau_pipe #(
     reg [WA_BITS-1:0] wa;
     reg v1, v2, v3, v4, m_valid;
     reg f1, l1, f2, l2;                 // first / last step of a group, per stage
-    wire v1t, f1t, l1t;                 // v1, f1, l1 delayed TREE_STAGES - 1 cycles
+    wire v1t, f1t, l1t;                 // v1, f1, l1 delayed PR + TREE_STAGES - 1 cycles
     wire [PE*OUT_BITS-1:0] m_data;     // the PEs' output registers
     wire adv = !m_valid || m_axis_tready;
     wire issue = adv && full[rsel];
@@ -250,26 +273,27 @@ module mvau_pipe #(
         end
     end
 
-    // tags through the extra tree stages (S1 is TREE_STAGES stages; v2, f2, l2 follow it)
+    // tags through the extra S1 stages (S1 is SD = PR + TREE_STAGES stages; v2, f2, l2
+    // follow it)
     generate
-        if (TREE_STAGES > 1) begin : g_tag
-            reg  [TREE_STAGES-2:0] vt, ft, lt;
-            wire [TREE_STAGES-1:0] vn = {vt, v1};
-            wire [TREE_STAGES-1:0] fn = {ft, f1};
-            wire [TREE_STAGES-1:0] ln = {lt, l1};
+        if (SD > 1) begin : g_tag
+            reg  [SD-2:0] vt, ft, lt;
+            wire [SD-1:0] vn = {vt, v1};
+            wire [SD-1:0] fn = {ft, f1};
+            wire [SD-1:0] ln = {lt, l1};
             always @(posedge clk) begin
-                if (!rst_n) vt <= {(TREE_STAGES-1){1'b0}};
-                else if (adv) vt <= vn[TREE_STAGES-2:0];
+                if (!rst_n) vt <= {(SD-1){1'b0}};
+                else if (adv) vt <= vn[SD-2:0];
             end
             always @(posedge clk) begin
                 if (adv) begin
-                    ft <= fn[TREE_STAGES-2:0];
-                    lt <= ln[TREE_STAGES-2:0];
+                    ft <= fn[SD-2:0];
+                    lt <= ln[SD-2:0];
                 end
             end
-            assign v1t = vn[TREE_STAGES-1];
-            assign f1t = fn[TREE_STAGES-1];
-            assign l1t = ln[TREE_STAGES-1];
+            assign v1t = vn[SD-1];
+            assign f1t = fn[SD-1];
+            assign l1t = ln[SD-1];
         end else begin : g_tag1
             assign v1t = v1;
             assign f1t = f1;
@@ -295,14 +319,30 @@ module mvau_pipe #(
         end
     endgenerate
 
-    // LUT_MUL product of a PB-bit signed x and a W_BITS-bit two's complement w, mod 2^PB
+    // LUT_MUL product of a PB-bit signed x and a W_BITS-bit two's complement w, mod 2^PB:
+    // one partial product per weight bit (the top one subtracted), added in pairs (one
+    // adder each: x times a two-bit digit), then the pairs' sums in a balanced tree
     function automatic [PB-1:0] lut_mul(input [PB-1:0] x, input [W_BITS-1:0] w);
-        integer j;
+        reg [NPP*PB-1:0] v;
+        reg [PB-1:0] a, b;
+        integer i, n;
         begin
-            lut_mul = {PB{1'b0}};
-            for (j = 0; j < W_BITS - 1; j = j + 1)
-                if (w[j]) lut_mul = lut_mul + (x << j);
-            if (w[W_BITS-1]) lut_mul = lut_mul - (x << (W_BITS - 1));
+            for (i = 0; i < NPP; i = i + 1) begin
+                a = w[2*i] ? x << (2*i) : {PB{1'b0}};
+                if (2*i + 1 < W_BITS) begin
+                    b = w[2*i+1] ? x << (2*i+1) : {PB{1'b0}};
+                    if (2*i + 1 == W_BITS - 1) v[i*PB +: PB] = a - b;
+                    else v[i*PB +: PB] = a + b;
+                end else begin
+                    v[i*PB +: PB] = {PB{1'b0}} - a;     // the top bit alone (W_BITS odd)
+                end
+            end
+            for (n = NPP; n > 1; n = (n + 1) / 2) begin
+                for (i = 0; i < n / 2; i = i + 1)
+                    v[i*PB +: PB] = v[2*i*PB +: PB] + v[(2*i+1)*PB +: PB];
+                if (n % 2 == 1) v[(n/2)*PB +: PB] = v[(n-1)*PB +: PB];
+            end
+            lut_mul = v[PB-1:0];
         end
     endfunction
 
@@ -389,12 +429,14 @@ module mvau_pipe #(
                     end
                 end
                 // a stage register after this level when the next one is in the next stage
-                // (the first TR stages hold TQ + 1 levels, the others TQ; see the header)
-                localparam integer ST = (gl < TB) ? gl / (TQ + 1) : TR + (gl - TB) / TQ;
-                localparam integer SN = (gl + 1 < TB) ? (gl + 1) / (TQ + 1)
-                                                      : TR + (gl + 1 - TB) / TQ;
+                // (the first TR stages hold TQ + 1 levels, the others TQ, counted from level
+                // PR; see the header), and after the products when PR = 1
+                localparam integer GL = gl - PR;
+                localparam integer ST = (GL < TB) ? GL / (TQ + 1) : TR + (GL - TB) / TQ;
+                localparam integer SN = (GL + 1 < TB) ? (GL + 1) / (TQ + 1)
+                                                      : TR + (GL + 1 - TB) / TQ;
                 wire [NN*NW-1:0] q;           // the level as the next one sees it
-                if (gl < TL && SN != ST) begin : g_cut
+                if (GL < 0 || (gl < TL && SN != ST)) begin : g_cut
                     reg [NN*NW-1:0] r;        // a tree stage register
                     always @(posedge clk) begin
                         if (adv) r <= v;

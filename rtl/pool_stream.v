@@ -14,11 +14,19 @@
 // Parameters: H, W (input rows, columns), C (channels), KH, KW (window), ELEMS (elements
 // per beat, divides C), EBITS (bits per element), SIGNED (0/1).
 //
-// Storage: a row buffer of OW*CF words of ELEMS*EBITS bits (registers) holds the running
-// maxima of one row of windows; word ox*CF + cf holds channels cf*ELEMS.. of window ox.
-// The first input of a window overwrites its word, later ones update it, and the last
-// one (kx = KW-1, ky = KH-1) goes straight to the output register instead, so no frame
-// buffer is needed.
+// Storage: a row buffer of OW*CF words of ELEMS*EBITS bits holds the running maxima of
+// one row of windows; word ox*CF + cf holds channels cf*ELEMS.. of window ox. The first
+// input of a window overwrites its word, later ones update it, and the last one
+// (kx = KW-1, ky = KH-1) goes straight to the output register instead, so no frame
+// buffer is needed. The row buffer has one write port and one synchronous read port with
+// enable (`if (fire) hq <= rowbuf[bp_nx]`, no reset: LUT RAM or block RAM): the word of
+// the next input beat is read ahead, when the current one is accepted, at the address the
+// position counters give for it (bp_nx, from registered state only). When the next beat
+// updates the very word the current one writes (CF == 1 within a window, or a single
+// word per row), that read sees the old word, so the written value is kept in a register
+// (fq) and used instead (fwd). Every end-of-count test is a registered flag updated with
+// its counter (compared with the value before the last one), so no counter compare or
+// adder lies between a register and the row buffer, the max or the output register.
 //
 // Throughput: one input beat per cycle (sustained when the output is ready; beats that
 // do not complete a window are accepted even while the output is stalled).
@@ -55,45 +63,71 @@ module pool_stream #(
     localparam integer KYB = (KH > 1) ? $clog2(KH) : 1;
     localparam integer OYB = (OH > 1) ? $clog2(OH) : 1;
     localparam integer BB = (NB > 1) ? $clog2(NB) : 1;
-    // last values of the counters, sized
-    localparam integer CF_L = CF - 1;
-    localparam integer X_L = W - 1;
-    localparam integer Y_L = H - 1;
-    localparam integer KX_L = KW - 1;
-    localparam integer KY_L = KH - 1;
-    localparam integer OY_L = OH - 1;
-    localparam integer B_L = NB - 1;
-    localparam [CFB-1:0] CF_LAST = CF_L[CFB-1:0];
-    localparam [XB-1:0] X_LAST = X_L[XB-1:0];
-    localparam [YB-1:0] Y_LAST = Y_L[YB-1:0];
-    localparam [KXB-1:0] KX_LAST = KX_L[KXB-1:0];
-    localparam [KYB-1:0] KY_LAST = KY_L[KYB-1:0];
-    localparam [OYB-1:0] OY_LAST = OY_L[OYB-1:0];
-    localparam [BB-1:0] B_LAST = B_L[BB-1:0];
+    // second-to-last values of the counters (a flag "last" is set when the counter
+    // steps from this value), sized; unused when the count is 1
+    localparam integer CF_P = CF - 2;
+    localparam integer X_P = W - 2;
+    localparam integer Y_P = H - 2;
+    localparam integer KX_P = KW - 2;
+    localparam integer KY_P = KH - 2;
+    localparam integer OY_P = OH - 2;
+    localparam integer B_P = NB - 2;
+    localparam [CFB-1:0] CF_PEN = CF_P[CFB-1:0];
+    localparam [XB-1:0] X_PEN = X_P[XB-1:0];
+    localparam [YB-1:0] Y_PEN = Y_P[YB-1:0];
+    localparam [KXB-1:0] KX_PEN = KX_P[KXB-1:0];
+    localparam [KYB-1:0] KY_PEN = KY_P[KYB-1:0];
+    localparam [OYB-1:0] OY_PEN = OY_P[OYB-1:0];
+    localparam [BB-1:0] B_PEN = B_P[BB-1:0];
+    // counts of one (the counter stays 0, its "last" flag stays set)
+    localparam [0:0] CF1 = (CF == 1) ? 1'b1 : 1'b0;
+    localparam [0:0] W1 = (W == 1) ? 1'b1 : 1'b0;
+    localparam [0:0] H1 = (H == 1) ? 1'b1 : 1'b0;
+    localparam [0:0] KW1 = (KW == 1) ? 1'b1 : 1'b0;
+    localparam [0:0] KH1 = (KH == 1) ? 1'b1 : 1'b0;
+    localparam [0:0] OH1 = (OH == 1) ? 1'b1 : 1'b0;
+    localparam [0:0] NB1 = (NB == 1) ? 1'b1 : 1'b0;
 
     // ---------------------------------------------------------------- position
+    // of the current beat (the next one s_axis offers); *_l: the counter is at its last
+    // value, kx0/ky0: at 0
     reg [CFB-1:0] cf;          // channel beat within the pixel
     reg [XB-1:0]  x;           // input column
     reg [YB-1:0]  y;           // input row
     reg [KXB-1:0] kx;          // column within the window
     reg [KYB-1:0] ky;          // row within the window
     reg [OYB-1:0] oy;          // output row
+    reg           cf_l, x_l, y_l, kx_l, ky_l, oy_l, b_l, kx0, ky0;
     reg           xin, yin;    // inside the pooled region (not in the dropped tail)
     reg [BB-1:0]  bp, bbase;   // row buffer word of this beat, first word of this window
 
     // ---------------------------------------------------------------- data path
     reg [DW-1:0] rowbuf [0:NB-1];
+    reg [DW-1:0] hq;           // rowbuf[bp], read when the previous beat was accepted
+    reg [DW-1:0] fq;           // the word the previous beat wrote
+    reg          fwd;          // ... which is rowbuf[bp] (hq is older)
     reg [DW-1:0] m_data;
     reg          m_valid;
     reg [DW-1:0] pooled;
 
     wire active = xin && yin;
-    wire first = (kx == {KXB{1'b0}}) && (ky == {KYB{1'b0}});
-    wire emit = active && (kx == KX_LAST) && (ky == KY_LAST);
+    wire first = kx0 && ky0;
+    wire emit = active && kx_l && ky_l;
     wire m_free = !m_valid || m_axis_tready;
     assign s_axis_tready = !emit || m_free;
     wire fire = s_axis_tvalid && s_axis_tready;
-    wire [DW-1:0] held = rowbuf[bp];
+    wire [DW-1:0] held = fwd ? fq : hq;
+    wire row_end = cf_l && x_l;              // the beat ends an input row
+    wire win_step = cf_l && !x_l && xin;     // ... ends a pixel inside the pooled region
+    // the row buffer word of the next beat (bp after this one)
+    wire [BB-1:0] bp_inc = bp + 1'b1;
+    wire [BB-1:0] bp_nx = !cf_l ? (xin ? bp_inc : bp)
+                        : (x_l || (xin && kx_l && b_l)) ? {BB{1'b0}}
+                        : !xin ? bp
+                        : !kx_l ? bbase : bp_inc;
+    // the next beat updates the word this one writes: next pixel of the same window with
+    // CF == 1, or the next row or window with a single word per row
+    wire fwd_nx = active && !emit && cf_l && (kx_l ? NB1[0] : CF1[0]);
 
     assign m_axis_tdata = m_data;
     assign m_axis_tvalid = m_valid;
@@ -117,18 +151,30 @@ module pool_stream #(
 
     always @(posedge clk) begin
         if (fire && active && !emit) rowbuf[bp] <= pooled;
+        if (fire) hq <= rowbuf[bp_nx];
+        if (fire) fq <= pooled;
         if (fire && emit) m_data <= pooled;
     end
 
     always @(posedge clk) begin
         if (!rst_n) begin
             m_valid <= 1'b0;
+            fwd <= 1'b0;
             cf <= {CFB{1'b0}};
             x <= {XB{1'b0}};
             y <= {YB{1'b0}};
             kx <= {KXB{1'b0}};
             ky <= {KYB{1'b0}};
             oy <= {OYB{1'b0}};
+            cf_l <= CF1;
+            x_l <= W1;
+            y_l <= H1;
+            kx_l <= KW1;
+            ky_l <= KH1;
+            oy_l <= OH1;
+            b_l <= NB1;
+            kx0 <= 1'b1;
+            ky0 <= 1'b1;
             xin <= 1'b1;
             yin <= 1'b1;
             bp <= {BB{1'b0}};
@@ -137,52 +183,69 @@ module pool_stream #(
             if (fire && emit) m_valid <= 1'b1;
             else if (m_axis_tready) m_valid <= 1'b0;
             if (fire) begin
-                if (cf != CF_LAST) begin
-                    cf <= cf + 1'b1;
-                    if (xin) bp <= bp + 1'b1;
-                end else begin
-                    cf <= {CFB{1'b0}};
-                    if (x == X_LAST) begin
-                        // end of an input row: back to window 0, next row
-                        x <= {XB{1'b0}};
-                        kx <= {KXB{1'b0}};
-                        xin <= 1'b1;
-                        bp <= {BB{1'b0}};
+                fwd <= fwd_nx;
+                bp <= bp_nx;
+                // channel beat
+                cf <= cf_l ? {CFB{1'b0}} : cf + 1'b1;
+                cf_l <= cf_l ? CF1 : (cf == CF_PEN);
+                // row buffer word (bp_nx above), window base, region
+                if (!cf_l) begin
+                    if (xin) b_l <= (bp == B_PEN);
+                end else if (x_l) begin
+                    bbase <= {BB{1'b0}};
+                    b_l <= NB1;
+                    xin <= 1'b1;
+                end else if (xin) begin
+                    if (!kx_l) begin
+                        // next pixel of the same window: its first word again
+                        if (!CF1[0]) b_l <= 1'b0;
+                    end else if (b_l) begin
+                        xin <= 1'b0;   // the rest of the row is dropped
                         bbase <= {BB{1'b0}};
-                        if (y == Y_LAST) begin
-                            y <= {YB{1'b0}};
-                            ky <= {KYB{1'b0}};
-                            oy <= {OYB{1'b0}};
-                            yin <= 1'b1;
-                        end else begin
-                            y <= y + 1'b1;
-                            if (yin) begin
-                                if (ky != KY_LAST) begin
-                                    ky <= ky + 1'b1;
-                                end else begin
-                                    ky <= {KYB{1'b0}};
-                                    if (oy == OY_LAST) yin <= 1'b0;
-                                    else oy <= oy + 1'b1;
-                                end
-                            end
-                        end
+                        b_l <= NB1;
                     end else begin
-                        x <= x + 1'b1;
-                        if (xin) begin
-                            if (kx != KX_LAST) begin
-                                // next pixel of the same window: same row buffer words
-                                kx <= kx + 1'b1;
-                                bp <= bbase;
-                            end else begin
-                                kx <= {KXB{1'b0}};
-                                if (bp == B_LAST) begin
-                                    xin <= 1'b0;   // the rest of the row is dropped
-                                    bp <= {BB{1'b0}};
-                                    bbase <= {BB{1'b0}};
-                                end else begin
-                                    bp <= bp + 1'b1;
-                                    bbase <= bp + 1'b1;
-                                end
+                        bbase <= bp_inc;
+                        b_l <= (bp == B_PEN);
+                    end
+                end
+                // column, column within the window
+                if (row_end) begin
+                    x <= {XB{1'b0}};
+                    x_l <= W1;
+                    kx <= {KXB{1'b0}};
+                    kx_l <= KW1;
+                    kx0 <= 1'b1;
+                end else if (cf_l) begin
+                    x <= x + 1'b1;
+                    x_l <= (x == X_PEN);
+                    if (win_step) begin
+                        kx <= kx_l ? {KXB{1'b0}} : kx + 1'b1;
+                        kx_l <= kx_l ? KW1 : (kx == KX_PEN);
+                        kx0 <= kx_l;
+                    end
+                end
+                // row, row within the window, output row
+                if (row_end) begin
+                    if (y_l) begin
+                        y <= {YB{1'b0}};
+                        y_l <= H1;
+                        ky <= {KYB{1'b0}};
+                        ky_l <= KH1;
+                        ky0 <= 1'b1;
+                        oy <= {OYB{1'b0}};
+                        oy_l <= OH1;
+                        yin <= 1'b1;
+                    end else begin
+                        y <= y + 1'b1;
+                        y_l <= (y == Y_PEN);
+                        if (yin) begin
+                            ky <= ky_l ? {KYB{1'b0}} : ky + 1'b1;
+                            ky_l <= ky_l ? KH1 : (ky == KY_PEN);
+                            ky0 <= ky_l;
+                            if (ky_l) begin
+                                if (oy_l) yin <= 1'b0;
+                                oy <= oy_l ? {OYB{1'b0}} : oy + 1'b1;
+                                oy_l <= oy_l ? OH1 : (oy == OY_PEN);
                             end
                         end
                     end

@@ -20,8 +20,19 @@ from tests.rtl.harness import unit_case
 from tests.rtl.streams import StreamSink, StreamSource, pack, reset, unpack
 
 #: pipeline stages after the issue cycles (S1 dot, S2 acc, S3 thr, S4 out) + the handshake,
-#: with a one-stage tree; each further tree stage (TREE_STAGES - 1) adds one cycle
+#: with a one-stage tree and no product register; each further tree stage
+#: (TREE_STAGES - 1) and the product register (PROD_REG, see :func:`prod_reg`) add one cycle
 LATENCY_EXTRA = 5
+
+
+def prod_reg(p: dict[str, int]) -> int:
+    """Product register stages (0 or 1): ``PROD_REG``, or when it is -1 (the default, auto)
+    1 exactly for shifted-add products of more than two weight bits."""
+    explicit = p.get("PROD_REG", -1)
+    if explicit >= 0:
+        return int(explicit > 0)
+    bipolar = p["XNOR"] or p["IN_BIPOLAR"] or p["W_BIPOLAR"]
+    return int(not bipolar and p.get("LUT_MUL", 1) != 0 and p["W_BITS"] > 2)
 
 
 def steps_per_group(p: dict[str, int]) -> int:
@@ -147,7 +158,7 @@ async def mvau_matches_reference(dut) -> None:
     # phase 2: idle unit, input always valid, output always ready
     ins, outs = await phase(n1, n1 + n2, 0.0, 0.0, seed * 10 + 3)
     latency = outs[0] - ins[beats_per_frame - 1]
-    expect = sfi + LATENCY_EXTRA + p.get("TREE_STAGES", 1) - 1
+    expect = sfi + LATENCY_EXTRA + p.get("TREE_STAGES", 1) - 1 + prod_reg(p)
     assert latency == expect, (
         f"latency {latency} cycles (last input beat -> first output beat), expected {expect}"
     )

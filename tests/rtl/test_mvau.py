@@ -170,10 +170,89 @@ CASES: dict[str, dict[str, int]] = {
         "IN_SIGNED": 1,
         "TREE_STAGES": 3,
     },
+    # shifted-add products of more than two weight bits: a product register of their own
+    # (PROD_REG auto); the first two are the synthesis-depth cases of the module's notes
+    "prod_w4a8_simd3": {
+        "MW": 9,
+        "MH": 6,
+        "PE": 2,
+        "SIMD": 3,
+        "IN_BITS": 8,
+        "W_BITS": 4,
+        "NUM_T": 15,
+        "OUT_BITS": 4,
+        "TREE_STAGES": 2,
+    },
+    "prod_w4a8_simd6": {
+        "MW": 54,
+        "MH": 16,
+        "PE": 4,
+        "SIMD": 6,
+        "IN_BITS": 8,
+        "W_BITS": 4,
+        "NUM_T": 15,
+        "OUT_BITS": 4,
+        "TREE_STAGES": 2,
+    },
+    "prod_dw_w4_tree2": {  # SIMD 1: no tree level after the products, a plain stage
+        "MW": 24,
+        "MH": 6,
+        "PE": 3,
+        "SIMD": 1,
+        "DEPTHWISE": 1,
+        "IN_BITS": 4,
+        "W_BITS": 4,
+        "TREE_STAGES": 2,
+    },
+    "prod_w5_signed": {  # odd weight width: the top bit alone, three pairs
+        "MW": 16,
+        "MH": 6,
+        "PE": 2,
+        "SIMD": 4,
+        "IN_BITS": 4,
+        "IN_SIGNED": 1,
+        "W_BITS": 5,
+        "NUM_T": 7,
+        "OUT_BITS": 3,
+    },
+    "prod_w8_lut_bias": {
+        "MW": 24,
+        "MH": 4,
+        "PE": 2,
+        "SIMD": 8,
+        "IN_BITS": 3,
+        "W_BITS": 8,
+        "NUM_T": 0,
+        "HAS_BIAS": 1,
+        "TREE_STAGES": 2,
+    },
+    # PROD_REG given: off for 4-bit weights, on for 2-bit and (0/-1) 1-bit weights
+    "prod_off_w4": {
+        "MW": 24,
+        "MH": 8,
+        "PE": 2,
+        "SIMD": 4,
+        "IN_BITS": 4,
+        "W_BITS": 4,
+        "NUM_T": 7,
+        "OUT_BITS": 3,
+        "PROD_REG": 0,
+    },
+    "prod_on_w2_tree2": {"MW": 32, "MH": 8, "PE": 4, "SIMD": 8, "PROD_REG": 1, "TREE_STAGES": 2},
+    "prod_on_w1": {
+        "MW": 12,
+        "MH": 4,
+        "PE": 2,
+        "SIMD": 3,
+        "IN_BITS": 3,
+        "IN_SIGNED": 1,
+        "W_BITS": 1,
+        "PROD_REG": 1,
+    },
 }
 
 #: also simulated on Verilator (all cases run on Icarus)
-VERILATOR = ("xnor_thr", "w8a8_star", "dw_k9", "tree3_xnor48")
+VERILATOR = ("xnor_thr", "w8a8_star", "dw_k9", "tree3_xnor48", "prod_w4a8_simd6")
 
 STALL_FRAMES = 8
 CLEAN_FRAMES = 8

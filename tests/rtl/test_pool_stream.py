@@ -15,6 +15,11 @@ CASES = {
         "bipolar_odd_e3": (7, 5, 3, 3, 2, 3, 1, 0),  # 1-bit: max is OR
         "unsigned_1x1_e4": (3, 2, 4, 1, 1, 4, 3, 0),
         "signed_3x3_full_e5": (6, 3, 5, 3, 3, 5, 3, 1),
+        "unsigned_c16_e4": (4, 4, 16, 2, 2, 4, 4, 0),  # CF 4: the synthesis-depth cases
+        "unsigned_8x8_c6_e2": (8, 8, 6, 2, 2, 2, 4, 0),
+        "signed_one_column": (5, 1, 4, 2, 1, 2, 4, 1),  # W = KW = 1, last row dropped
+        "unsigned_one_row": (1, 7, 2, 1, 3, 2, 3, 0),  # H = KH = 1, CF 1: a word per beat
+        "signed_one_window_cf2": (4, 5, 4, 2, 2, 2, 4, 1),  # OW 2, CF 2, column dropped
     }.items()
 }
 SOURCES = [rtl_source("pool_stream.v")]
@@ -32,12 +37,14 @@ def test_pool_under_stalls(tmp_path, name):
     )
 
 
-def test_pool_one_beat_per_cycle(tmp_path):
+@pytest.mark.parametrize("name", ["signed_odd_e2", "bipolar_odd_e3", "signed_3x3_full_e5"])
+def test_pool_one_beat_per_cycle(tmp_path, name):
+    """Rate and latency; CF 1 (bipolar, 3x3 full) forwards the word written the cycle before."""
     run_unit_bench(
         tmp_path,
         toplevel="pool_stream",
         sources=SOURCES,
-        parameters=CASES["signed_odd_e2"],
+        parameters=CASES[name],
         bench="tests.rtl.bench_pool",
         case={"frames": 3, "check_rate": True},
     )

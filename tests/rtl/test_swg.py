@@ -66,6 +66,11 @@ BIPOLAR = _params(6, 6, 4, (3, 3), (1, 1), (1, 1), ebits=1, elems=4, bipolar=Tru
 TAPS3 = _params(6, 6, 2, (3, 3), (1, 1), (1, 1), elems=2, taps=3)
 TAPS9 = _params(6, 6, 2, (3, 3), (1, 1), (1, 1), elems=2, taps=9)
 WIDE = _params(5, 5, 4, (3, 3), (1, 1), (1, 1), ebits=4, elems=2)
+# the synthesis-depth cases of the module's notes: 6 channels per beat; 3 whole taps per beat
+C6E6 = _params(4, 4, 6, (3, 3), (1, 1), (1, 1), ebits=4, elems=6)
+TAPS3_8X8 = _params(8, 8, 1, (3, 3), (1, 1), (1, 1), ebits=4, taps=3)
+# one line-buffer row: the writer refills the row right after the read of its last beat
+ROW1_S3 = _params(4, 8, 2, (1, 4), (3, 1), (0, 0), ebits=4, elems=2)
 
 # id: (geometry, ROWS "min" (run under stalls) or "full" (no stalls, timing checked), simulator)
 CASES = {
@@ -89,6 +94,10 @@ CASES = {
     "taps9-s2-min": ({**S2_7X7, "TAPS": 9}, "min", "icarus"),
     "c4e2-ebits4-min": (WIDE, "min", "icarus"),
     "c4e2-ebits4-full": (WIDE, "full", "verilator"),
+    "c6e6-min": (C6E6, "min", "icarus"),
+    "c6e6-full": (C6E6, "full", "icarus"),
+    "taps3-8x8-min": (TAPS3_8X8, "min", "icarus"),
+    "taps3-8x8-full": (TAPS3_8X8, "full", "icarus"),
 }
 STALLS = {"in_stall": 0.3, "out_stall": 0.3}
 
@@ -110,6 +119,21 @@ def test_swg_windows(tmp_path, name):
         case={"frames": 4 if timed else 3, "seed": len(name), "check_timing": timed}
         | ({} if timed else STALLS),
         simulator=simulator,
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_swg_row_refilled_right_after_its_last_read(tmp_path, seed):
+    """One ring row, long output stalls: the writer refills a row as soon as its last beat
+    was issued, so that beat must have been read from memory by then (seeds that caught a
+    read one stage after the issue)."""
+    run_unit_bench(
+        tmp_path,
+        toplevel="swg_stream",
+        sources=[rtl_source("swg_stream.v")],
+        parameters=_with_rows(ROW1_S3, "min"),
+        bench="tests.rtl.bench_swg",
+        case={"frames": 8, "seed": seed, "in_stall": 0.3, "out_stall": 0.6},
     )
 
 
