@@ -9,8 +9,10 @@ frame beside the model's and their ratio, LUT, FF, BRAM36, DSP, logic depth (Yos
 ``ltp`` between registers), accuracy and wall time.
 
 Run: ``.venv/bin/python bench/zoo_hw.py [--quick] [--only lenet5,cnv] [--no-synth]``
-(about an hour for everything on 2 cores; ``--quick`` trains 2 epochs and simulates 40
-vectors). Results also go to ``out/bench_zoo_hw/results.json``.
+(about an hour and a half for everything on 2 cores; ``--quick`` trains 2 epochs and
+simulates 40 vectors; ``--markdown`` prints the stored results as the README's table).
+Results also go to ``out/bench_zoo_hw/results.json`` (merged with the rows of
+earlier runs, so ``--only`` refreshes some rows and keeps the others).
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ def points(only: set[str] | None) -> list[tuple[str, int, int, str | None]]:
     return [r for r in rows if only is None or r[0] in only or (r[3] and r[3] in only)]
 
 
+def point_name(arch: str, w: int, a: int, factor: str | None) -> str:
+    """Row name: ``lenet5-w4a4`` or ``lenet5-w4a4-cp``."""
+    return f"{arch}-w{w}a{a}" + (f"-{factor}" if factor else "")
+
+
 def config(arch: str, w: int, a: int, epochs: int, vectors: int, synth: bool) -> dict:
     hw: dict[str, Any] = {}
     if arch in TARGETS:
@@ -87,7 +94,7 @@ def run_point(
 
     quiet = Console(file=open("/dev/null", "w"))  # noqa: SIM115  (the table is the output)
     raw = config(arch, w, a, args.epochs, args.vectors, not args.no_synth)
-    name = f"{arch}-w{w}a{a}" + (f"-{factor}" if factor else "")
+    name = point_name(arch, w, a, factor)
     start = time.perf_counter()
     source = None
     if factor:
@@ -147,6 +154,32 @@ def run_point(
     }
 
 
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The README's table of ``results.json``: one line per point."""
+
+    def num(v: Any) -> str:
+        return "—" if v is None else f"{v:,}"
+
+    lines = [
+        "| model | units | RTL == golden (Verilator) | Icarus | cycles/frame measured / model "
+        "| bottleneck | LUT | FF | BRAM36 | logic depth | accuracy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['point']} | failed: {r['error'][:100]} |")
+            continue
+        measured = r["cycles_measured"]
+        measured = int(measured) if measured == int(measured) else measured
+        lines.append(
+            f"| {r['point']} | {r['units']} | {r['mismatches']}/{r['vectors']} "
+            f"| {r['icarus'] or '—'} | {measured} / {r['cycles_model']} | {r['bottleneck']} "
+            f"| {num(r['LUT'])} | {num(r['FF'])} | {num(r['BRAM36'])} "
+            f"| {num(r['logic_depth'])} | {r['accuracy']:.2%} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 epochs, 40 vectors")
@@ -155,7 +188,13 @@ def main() -> int:
     parser.add_argument("--no-icarus", action="store_true", help="skip the Icarus re-runs")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--vectors", type=int, default=None)
+    parser.add_argument(
+        "--markdown", action="store_true", help="print results.json as a table and exit"
+    )
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads((ROOT / "out/bench_zoo_hw/results.json").read_text())))
+        return 0
     args.epochs = args.epochs or (2 if args.quick else 10)
     args.vectors = args.vectors or (40 if args.quick else 100)
     only = set(args.only.split(",")) if args.only else None
@@ -163,6 +202,11 @@ def main() -> int:
     rows = []
     out = ROOT / "out" / "bench_zoo_hw"
     out.mkdir(parents=True, exist_ok=True)
+    # rows of earlier runs (e.g. of other --only subsets) are kept; a point run again
+    # replaces its row
+    done = {}
+    if (out / "results.json").exists():
+        done = {r["point"]: r for r in json.loads((out / "results.json").read_text())}
     with tempfile.TemporaryDirectory(prefix="zoo_hw_") as tmp:
         for arch, w, a, factor in points(only):
             console.print(f"[bold]{arch} w{w}a{a}{' ' + factor if factor else ''}[/] ...")
@@ -171,12 +215,18 @@ def main() -> int:
             except Exception as exc:  # a row that fails is a result, not the end of the bench
                 rows.append(
                     {
-                        "point": f"{arch}-w{w}a{a}{'-' + factor if factor else ''}",
+                        "point": point_name(arch, w, a, factor),
                         "error": f"{type(exc).__name__}: {exc}",
                     }
                 )
             console.print(rows[-1])
-            (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+            done[rows[-1]["point"]] = rows[-1]
+            order = [point_name(*p) for p in points(None)]
+            merged = sorted(
+                done.values(),
+                key=lambda r: order.index(r["point"]) if r["point"] in order else len(order),
+            )
+            (out / "results.json").write_text(json.dumps(merged, indent=2) + "\n")
     table = Table(
         title=f"zoo on hardware (digits, Verilator, {args.vectors} vectors, "
         f"{args.epochs} epochs, Yosys xc7z020)"

@@ -62,10 +62,32 @@ def hardware_settings(cfg: Config) -> dict[str, Any]:
     }
 
 
+#: Above this many product evaluations (parallel MACs x cycles simulated) FIFO sizing runs
+#: on Verilator: Icarus compiles in about a second but interprets every product every
+#: cycle (an LFC-sized design, 3k MACs x 8k cycles, took over 20 minutes), while a
+#: Verilator build costs a minute once and then runs ~100x faster.
+ICARUS_MAX_WORK = 5_000_000
+
+
+def sizing_simulator(hw: Graph, frames: int) -> str:
+    """The simulator that sizes ``hw``'s FIFOs fastest: Icarus for small designs,
+    Verilator for large ones (see :data:`ICARUS_MAX_WORK`)."""
+    from hw_gen.perf import perf_model
+
+    macs = sum(
+        int(n.attrs.get("pe", 1)) * int(n.attrs.get("simd", 1))
+        for n in hw.nodes
+        if n.op in ("MVAU", "XnorMVAU", "VVAU")
+    )
+    work = macs * frames * perf_model(hw)["cycles_per_frame"]
+    return "icarus" if work <= ICARUS_MAX_WORK else "verilator"
+
+
 def size_fifos(hw: Graph, x_int: np.ndarray, workdir: Path) -> tuple[Graph, dict[str, int]]:
-    """Deep FIFOs in front of every unit, one paced simulation on Icarus, then each FIFO
-    shrunk to what it held (see :mod:`sim.fifo_sizing`). Returns the sized hardware graph
-    and the beats each FIFO held."""
+    """Deep FIFOs in front of every unit, one paced simulation (Icarus, or Verilator for
+    large designs: :func:`sizing_simulator`), then each FIFO shrunk to what it held (see
+    :mod:`sim.fifo_sizing`). Returns the sized hardware graph and the beats each FIFO
+    held."""
     from hw_gen.passes.insert import AnnotateCycles, InsertStreamFIFOs, SetFIFODepths
     from hw_gen.verilog.emit import generate_verilog
     from sim.fifo_sizing import measure_fifo_occupancy
@@ -74,11 +96,15 @@ def size_fifos(hw: Graph, x_int: np.ndarray, workdir: Path) -> tuple[Graph, dict
     deep.validate("hardware graph (FIFO sizing)", "hardware")
     generate_verilog(deep, workdir / "rtl")
     frames = max(6, min(len(x_int), 8))
+    simulator = sizing_simulator(deep, frames)
     held = measure_fifo_occupancy(
-        workdir / "rtl", np.resize(x_int, (frames, x_int.shape[1])), build_dir=workdir / "sim"
+        workdir / "rtl",
+        np.resize(x_int, (frames, x_int.shape[1])),
+        build_dir=workdir / "sim",
+        simulator=simulator,
     )
     sized = AnnotateCycles().apply(SetFIFODepths(held).apply(deep))
-    sized.meta = {**hw.meta, "fifo_sizing": "simulation (Icarus, paced input)"}
+    sized.meta = {**hw.meta, "fifo_sizing": f"simulation ({simulator}, paced input)"}
     sized.validate("hardware graph", "hardware")
     return sized, held
 
@@ -316,7 +342,7 @@ def _hardware(
         hw = lower(graph, **hardware_settings(cfg))
     held: dict[str, int] = {}
     if cfg.hw.fifo_sizing == "sim":
-        with log.stage("fifos", "size the FIFOs by simulation (Icarus, one frame per II)"):
+        with log.stage("fifos", "size the FIFOs by simulation (one frame per II)"):
             hw, held = size_fifos(hw, x_check[:8], work / "fifo_sizing")
         shutil.rmtree(work / "fifo_sizing", ignore_errors=True)
     with log.stage("check", "golden: hardware graph == model graph, node for node"):

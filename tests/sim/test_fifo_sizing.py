@@ -10,7 +10,8 @@ import pytest
 from hw_gen.passes import lower
 from hw_gen.passes.insert import AnnotateCycles, InsertStreamFIFOs, SetFIFODepths
 from hw_gen.verilog.emit import generate_verilog
-from qfab.flow import size_fifos
+from qfab import flow
+from qfab.flow import size_fifos, sizing_simulator
 from qfab.golden import compare_levels
 from qfab.random_graph import GraphBuilder
 from sim.compare import compare_rtl_to_golden
@@ -83,3 +84,29 @@ def test_sizing_brings_a_bursty_pipeline_to_its_model(tmp_path):
     assert res.cycles_per_frame == pytest.approx(model, rel=0.01)
     eq = compare_rtl_to_golden(g, x, res, m["output"]["model_node"])
     assert eq["mismatches"] == 0, eq["first_mismatch"]
+
+
+def test_large_designs_are_sized_on_verilator():
+    g = mobilenet_like()
+    assert sizing_simulator(lower(g), frames=8) == "icarus"
+    wide = GraphBuilder((64,), seed=3)  # LFC-sized: 3 x 1024 x 1024 weights
+    for _ in range(3):
+        wide.dense(1024)
+        wide.thresholds(2)
+    wide.dense(10, bias=True)
+    hw = lower(wide.output(), target_cycles=1024)
+    assert sizing_simulator(hw, frames=8) == "verilator"
+
+
+@pytest.mark.slow
+def test_verilator_and_icarus_size_the_same(tmp_path, monkeypatch):
+    """Unit timing is the RTL's, not the simulator's: both runs must hold the same beats."""
+    g = mobilenet_like()
+    hw = lower(g)
+    x = input_vectors(g, 8)
+    _, on_icarus = size_fifos(hw, x, tmp_path / "icarus")
+    monkeypatch.setattr(flow, "ICARUS_MAX_WORK", 0)
+    sized, on_verilator = size_fifos(hw, x, tmp_path / "verilator")
+    assert "verilator" in sized.meta["fifo_sizing"]
+    assert on_verilator == on_icarus
+    assert any(v > 2 for v in on_verilator.values())
