@@ -18,7 +18,8 @@
 // element p*NUM_T + k, ACC_BITS bits each, two's complement, element 0 at the LSBs.
 // The unit reads word cf (t_en high, t_addr = cf) in the cycle it accepts an input beat.
 //
-// Pipeline: input register (the ROM reads alongside) -> compare -> output register.
+// Pipeline: input register (the ROM reads alongside) -> compare, count the set bits in a
+// balanced tree -> output register.
 // Throughput: one beat per cycle. Latency: 2 cycles (a beat accepted at clock edge t is
 // on m_axis after edge t+1 and can be taken at edge t+2 at the earliest).
 // s_axis_tready depends on registered state and m_axis_tready only.
@@ -67,6 +68,24 @@ module threshold_stream #(
     assign m_axis_tvalid = m_valid;
     assign m_axis_tdata = m_data;
 
+    // number of set bits, mod 2^OUT_BITS, summed in a balanced tree (a chain of NUM_T
+    // increments was NUM_T adders deep: 46 cells of logic depth at NUM_T = 15)
+    function automatic [OUT_BITS-1:0] ones(input [NUM_T-1:0] b);
+        reg [NUM_T*OUT_BITS-1:0] v;
+        integer i, n;
+        begin
+            for (i = 0; i < NUM_T; i = i + 1)
+                v[i*OUT_BITS +: OUT_BITS] = b[i] ? ONE : {OUT_BITS{1'b0}};
+            for (n = NUM_T; n > 1; n = (n + 1) / 2) begin
+                for (i = 0; i < n / 2; i = i + 1)
+                    v[i*OUT_BITS +: OUT_BITS] = v[2*i*OUT_BITS +: OUT_BITS]
+                                              + v[(2*i+1)*OUT_BITS +: OUT_BITS];
+                if (n % 2 == 1) v[(n/2)*OUT_BITS +: OUT_BITS] = v[(n-1)*OUT_BITS +: OUT_BITS];
+            end
+            ones = v[OUT_BITS-1:0];
+        end
+    endfunction
+
     genvar p;
     generate
         for (p = 0; p < PE; p = p + 1) begin : g_pe
@@ -79,15 +98,13 @@ module threshold_stream #(
             end else begin : g_zext
                 assign xv = {{(ACC_BITS-IN_BITS){1'b0}}, xin};
             end
-            reg [OUT_BITS-1:0] count;
+            reg [NUM_T-1:0] ge;       // x >= T[c][k], one bit per threshold
             integer k;
             always @* begin
-                count = OFF;
                 for (k = 0; k < NUM_T; k = k + 1)
-                    if (xv >= $signed(t_data[(p*NUM_T+k)*ACC_BITS +: ACC_BITS]))
-                        count = count + ONE;
+                    ge[k] = xv >= $signed(t_data[(p*NUM_T+k)*ACC_BITS +: ACC_BITS]);
             end
-            assign level[p*OUT_BITS +: OUT_BITS] = count;
+            assign level[p*OUT_BITS +: OUT_BITS] = OFF + ones(ge);
         end
     endgenerate
 

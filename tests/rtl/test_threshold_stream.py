@@ -14,6 +14,9 @@ CASES = {
     "unsigned_pe2": (4, 2, 4, 0, 6, 3, 2, 0),
     "signed_pe1_c5_negoffset": (5, 1, 5, 1, 7, 7, 3, -4),
     "signed_binarize_pe3": (3, 3, 8, 1, 8, 1, 1, 0),
+    # 4-bit activations: 15 thresholds summed in a tree (ShuffleNet's add -> thresholds)
+    "unsigned_15t_pe4": (8, 4, 6, 0, 7, 15, 4, 0),
+    "signed_15t_negoffset": (4, 2, 8, 1, 8, 15, 4, -8),
     "unsigned_c6_pe3_offset": (6, 3, 3, 0, 5, 2, 3, 1),
 }
 
