@@ -9,7 +9,7 @@ frame beside the model's and their ratio, LUT, FF, BRAM36, DSP, logic depth (Yos
 ``ltp`` between registers), accuracy and wall time.
 
 Run: ``.venv/bin/python bench/zoo_hw.py [--quick] [--only lenet5,cnv] [--no-synth]``
-(about an hour and a half for everything on 2 cores; ``--quick`` trains 2 epochs and
+(about two hours for everything on 2 cores; ``--quick`` trains 2 epochs and
 simulates 40 vectors; ``--markdown`` prints the stored results as the README's table).
 Results also go to ``out/bench_zoo_hw/results.json`` (merged with the rows of
 earlier runs, so ``--only`` refreshes some rows and keeps the others).
