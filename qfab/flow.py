@@ -72,13 +72,10 @@ ICARUS_MAX_WORK = 5_000_000
 def sizing_simulator(hw: Graph, frames: int) -> str:
     """The simulator that sizes ``hw``'s FIFOs fastest: Icarus for small designs,
     Verilator for large ones (see :data:`ICARUS_MAX_WORK`)."""
+    from hw_gen.passes.folding import compute_units
     from hw_gen.perf import perf_model
 
-    macs = sum(
-        int(n.attrs.get("pe", 1)) * int(n.attrs.get("simd", 1))
-        for n in hw.nodes
-        if n.op in ("MVAU", "XnorMVAU", "VVAU")
-    )
+    macs = sum(int(n.attrs["pe"]) * int(n.attrs["simd"]) for n in compute_units(hw))
     work = macs * frames * perf_model(hw)["cycles_per_frame"]
     return "icarus" if work <= ICARUS_MAX_WORK else "verilator"
 
