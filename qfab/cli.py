@@ -55,6 +55,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from qfab.ir import Graph, infer_shapes
+    from qfab.ops import OPS
     from qfab.ranges import node_ranges
 
     graph = Graph.load(args.ir)
@@ -108,6 +109,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"modelled: {perf['cycles_per_frame']} cycles/frame (bottleneck {perf['bottleneck']}), "
         f"{perf['frames_per_s']:,.0f} frames/s at {perf['clock_mhz']:g} MHz"
     )
+    sparse = [n for n in hw.nodes if n.op == "SparseMVAU"]
+    for n in sparse:
+        lay = OPS["SparseMVAU"].layout(n)
+        console.print(
+            f"sparse engine {n.name}: {lay.pes} PEs, queue depth {n.attrs['queue_depth']}, "
+            f"{int(lay.pe_entries.sum()):,} entries ({lay.padding_entries} padding), "
+            f"{lay.memory_bytes():,} bytes of memories; its cycles are a bound for inputs "
+            "without zeros (qfab run models them on the data: report.json 'sparse')"
+        )
     return 0
 
 

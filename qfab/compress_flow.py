@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -81,6 +82,29 @@ def print_table(console: Console, table: list[dict[str, Any]]) -> None:
     console.print(t)
 
 
+def store_layouts(graph: Any, layouts: dict[str, Any]) -> list[str]:
+    """Put the ``encode`` step's layouts on the IR's Dense nodes (the words the sparse
+    engine's memories will hold); a layer whose weights changed after ``encode`` keeps
+    none. Returns the layers that got one."""
+    from qfab.ops import OPS
+    from qfab.ops.linear import SPARSE_ATTRS, SPARSE_TENSORS
+    from qfab.sparse import layout_tensors, sparse_decode
+
+    stored = []
+    for name, layout in layouts.items():
+        node = graph.node(name)
+        if not np.array_equal(sparse_decode(layout), OPS["Dense"].weight(node)):
+            continue
+        tensors = layout_tensors(layout)
+        for key, field in SPARSE_TENSORS.items():
+            node.tensors[key] = tensors[field]
+        for key, field in SPARSE_ATTRS.items():
+            node.attrs[key] = int(getattr(layout, field))
+        stored.append(name)
+    graph.validate("compressed model")
+    return stored
+
+
 def run_compress(cfg: Config, out: Path, console: Console | None = None) -> list[dict[str, Any]]:
     """Run the pipeline of ``cfg.compress`` and write its results into ``out``."""
     from quant_train.compress import Pipeline, as_json, survey_table
@@ -117,6 +141,7 @@ def run_compress(cfg: Config, out: Path, console: Console | None = None) -> list
         report: dict[str, Any] = {"table": table, "rows": as_json(pipe.rows)}
         if model.quantized:
             graph = export_model(model, {"dataset": data.name, "compress": True})
+            report["stored_layouts"] = store_layouts(graph, pipe.layouts)
             eq = compare_brevitas_to_golden(model, graph, data.x_test)
             report["brevitas_vs_golden"] = eq.as_dict()
             graph.save(work / "model.qfab.npz")  # kept on a mismatch too, to inspect

@@ -37,7 +37,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from qfab import sparse
+from qfab.errors import IRError
 from qfab.ir import input_range
+from qfab.sparse import CscMatrix
 
 FLOAT32_BYTES = 4
 SCALE_BYTES = 1  #: the layer's power-of-two scale, stored as its exponent
@@ -67,65 +70,20 @@ def _int_array(name: str, a: Any, ndim: int | None = None) -> np.ndarray:
 # ---------------------------------------------------------------- CSC with relative indices
 
 
-@dataclass
-class CscMatrix:
-    """CSC with relative row indices (gaps) and EIE padding entries."""
-
-    shape: tuple[int, int]  # (rows = outputs, cols = inputs)
-    values: np.ndarray  # [entries] int64, 0 for padding entries
-    gaps: np.ndarray  # [entries] int64, zeros skipped before each entry, <= 2^index_bits - 1
-    col_ptr: np.ndarray  # [cols + 1] int64, first entry of each column; col_ptr[-1] = entries
-    index_bits: int
-
-    @property
-    def padding_entries(self) -> int:
-        """Stored zeros: the only zero values in CSC are padding entries."""
-        return int(np.count_nonzero(self.values == 0))
-
-
 def csc_encode(w: np.ndarray, index_bits: int) -> CscMatrix:
-    """Encode an integer matrix column by column; long gaps get padding entries."""
+    """Encode an integer matrix column by column (:func:`qfab.sparse.csc_encode`: the one
+    definition of the layout, which the sparse engine's memories hold too)."""
     index_bits = _check_int("index_bits", index_bits, 1, 16)
-    w = _int_array("csc_encode: w", w, ndim=2)
-    rows, cols = w.shape
-    span = 2**index_bits  # rows covered by one padding entry (max_gap zeros + itself)
-    col, row = np.nonzero(w.T)  # sorted by column, then row
-    first = np.ones(len(col), bool)  # the first non-zero of its column
-    first[1:] = col[1:] != col[:-1]
-    prev = np.where(first, -1, np.roll(row, 1))
-    gap = row - prev - 1
-    pads, rest = gap // span, gap % span
-    counts = pads + 1  # entries per non-zero: its padding entries, then itself
-    last = np.cumsum(counts) - 1  # where each non-zero lands
-    values = np.zeros(int(counts.sum()), np.int64)
-    gaps = np.full(len(values), span - 1, np.int64)
-    values[last], gaps[last] = w.T[col, row], rest
-    per_col = np.bincount(col, weights=counts, minlength=cols).astype(np.int64)
-    col_ptr = np.concatenate([[0], np.cumsum(per_col)]).astype(np.int64)
-    return CscMatrix((int(rows), int(cols)), values, gaps, col_ptr, index_bits)
+    return sparse.csc_encode(_int_array("csc_encode: w", w, ndim=2), index_bits)
 
 
 def csc_decode(m: CscMatrix) -> np.ndarray:
     """Back to the dense integer matrix; a malformed matrix raises ValueError."""
-    rows, cols = m.shape
-    values, gaps, ptr = (_int_array(f"csc_decode: {n}", getattr(m, n)) for n in _CSC_ARRAYS)
-    if len(ptr) != cols + 1 or ptr[0] != 0 or np.any(np.diff(ptr) < 0) or ptr[-1] != len(values):
-        raise ValueError(
-            f"csc_decode: col_ptr {ptr.tolist()[:8]}... does not fit {len(values)} "
-            f"entries in {cols} columns"
-        )
-    if len(gaps) != len(values) or np.any(gaps < 0) or np.any(gaps >= 2**m.index_bits):
-        raise ValueError(f"csc_decode: gaps must be {len(values)} values in 0..2^index_bits-1")
-    col = np.repeat(np.arange(cols), np.diff(ptr))
-    step = np.cumsum(gaps + 1)
-    start = np.concatenate([[0], step])[ptr[:-1]]  # running position at each column start
-    pos = step - start[col] - 1
-    if np.any(pos >= rows):
-        raise ValueError(f"csc_decode: an entry lands below row {rows - 1}")
-    w = np.zeros(m.shape, np.int64)
-    keep = values != 0
-    w[pos[keep], col[keep]] = values[keep]
-    return w
+    arrays = {n: _int_array(f"csc_decode: {n}", getattr(m, n)) for n in _CSC_ARRAYS}
+    try:
+        return sparse.csc_decode(CscMatrix(m.shape, **arrays, index_bits=m.index_bits))
+    except IRError as exc:
+        raise ValueError(str(exc)) from None
 
 
 _CSC_ARRAYS = ("values", "gaps", "col_ptr")
@@ -564,3 +522,79 @@ class StorageReport:
             "float32_bytes": self.dense_float32_bytes,
             "ratio": round(self.ratio, 2),
         }
+
+
+# ---------------------------------------------------------------- the engine's own layout
+
+
+def encode_sparse_layout(
+    layout: sparse.SparseLayout, *, huffman: bool = False, name: str = "layer"
+) -> LayerStorage:
+    """The bytes of a layer as the sparse engine stores it (per-PE CSC, :mod:`qfab.sparse`).
+
+    Without Huffman the parts are exactly the engine's memories: per PE its entry words
+    (``code << index_bits | gap``, ``code_bits + index_bits`` each) and its ``cols + 1``
+    column pointers (``ptr_bits`` each), and the codebook (``value_bits`` each, code 0
+    the padding zero) — so these bytes equal what the generated RTL's ROMs hold. With
+    Huffman (Deep Compression's last stage, for storage off chip) the codes and the gaps
+    of all PEs are Huffman coded, tables included; pointers and codebook as before.
+    Every part is decoded back and the matrix compared before its size is reported.
+    """
+    blobs: dict[str, bytes] = {}
+    lay = layout
+    for p in range(lay.pes):
+        if not huffman and lay.pe_entries[p]:
+            blobs[f"pe{p}_entries"] = pack_bits(np.array(lay.entry_words(p)), lay.entry_bits)
+        blobs[f"pe{p}_col_ptr"] = pack_bits(lay.ptr[p], lay.ptr_bits)
+    if huffman:
+        blobs["values"], vtable = huffman_encode(lay.code)
+        blobs["values_table"] = huffman_table_bytes(vtable, lay.code_bits)
+        blobs["indices"], gtable = huffman_encode(lay.gap)
+        blobs["indices_table"] = huffman_table_bytes(gtable, lay.index_bits)
+    blobs["codebook"] = pack_bits(to_twos_complement(lay.codebook, lay.value_bits), lay.value_bits)
+    back = decode_sparse_layout(blobs, lay, huffman=huffman)
+    if not (np.array_equal(back.code, lay.code) and np.array_equal(back.gap, lay.gap)):
+        raise ValueError(f"{name}: decode round trip differs from the layout")
+    w = sparse.sparse_decode(back)
+    return LayerStorage(
+        name,
+        (lay.rows, lay.cols),
+        int(np.count_nonzero(w)),
+        len(lay.code),
+        lay.padding_entries,
+        blobs,
+    )
+
+
+def decode_sparse_layout(
+    blobs: dict[str, bytes], like: sparse.SparseLayout, *, huffman: bool
+) -> sparse.SparseLayout:
+    """Rebuild a layout from the bytes of :func:`encode_sparse_layout` and the widths and
+    entry counts the IR records (``like``'s shape, widths and per-PE entry counts)."""
+    counts = like.pe_entries
+    ptr = np.stack(
+        [
+            unpack_bits(blobs[f"pe{p}_col_ptr"], like.ptr_bits, like.cols + 1)
+            for p in range(like.pes)
+        ]
+    )
+    if huffman:
+        vtable = huffman_table_from_bytes(blobs["values_table"], like.code_bits)
+        gtable = huffman_table_from_bytes(blobs["indices_table"], like.index_bits)
+        code = huffman_decode(blobs["values"], vtable, int(counts.sum()))
+        gap = huffman_decode(blobs["indices"], gtable, int(counts.sum()))
+    else:
+        words = [
+            unpack_bits(blobs[f"pe{p}_entries"], like.entry_bits, int(counts[p]))
+            if counts[p]
+            else np.zeros(0, np.int64)
+            for p in range(like.pes)
+        ]
+        w = np.concatenate(words) if words else np.zeros(0, np.int64)
+        code, gap = w >> like.index_bits, w & ((1 << like.index_bits) - 1)
+    cb = from_twos_complement(
+        unpack_bits(blobs["codebook"], like.value_bits, len(like.codebook)), like.value_bits
+    )
+    return sparse.SparseLayout(
+        like.rows, like.cols, like.pes, like.index_bits, like.code_bits, cb, code, gap, ptr
+    )

@@ -20,6 +20,7 @@ from hw_gen.passes.lower_streams import (
     MovePoolPastThresholds,
     RemoveDeadNodes,
 )
+from hw_gen.passes.to_sparse import LowerSparse
 from hw_gen.passes.to_xnor import ToXnor
 from qfab.errors import HardwareError, IRError
 from qfab.ir import Graph
@@ -34,6 +35,7 @@ __all__ = [
     "LowerConv",
     "LowerDense",
     "LowerLayout",
+    "LowerSparse",
     "MovePoolPastThresholds",
     "Pass",
     "RemoveDeadNodes",
@@ -67,16 +69,21 @@ def lower(
     target_cycles: int | None = None,
     max_port_bits: int = 64,
     xnor: bool = True,
+    sparse: dict | None = None,
 ) -> Graph:
     """The hardware graph of ``graph`` (a model graph), folded and validated.
 
     ``pe``/``simd``: explicit folding, one entry per compute unit (else ``auto`` to
     ``target_cycles``; None: :func:`~hw_gen.passes.folding.default_target_cycles`).
-    ``xnor=False`` keeps bipolar layers on the generic MVAU (for comparisons). The model
+    ``xnor=False`` keeps bipolar layers on the generic MVAU (for comparisons).
+    ``sparse``: ``{"default": settings or None, "layers": {name: settings or None}}``
+    puts fully connected layers on the EIE-style engine (:class:`LowerSparse`). The model
     graph is not changed; attach the result as its ``lowered``.
     """
     g = Graph(graph.copy().nodes, {})
     passes = structural_passes()
+    if sparse and (sparse.get("default") or sparse.get("layers")):
+        passes.insert(1, LowerSparse(sparse.get("default"), sparse.get("layers"), max_port_bits))
     if not xnor:
         passes = [p for p in passes if not isinstance(p, ToXnor)]
     folding = SetFolding(pe, simd, target_cycles, max_port_bits)

@@ -24,6 +24,8 @@ from qfab.ops.base import divisors
 from qfab.ranges import node_ranges
 
 COMPUTE_OPS = ("MVAU", "XnorMVAU", "VVAU")
+#: Units whose folding their own lowering pass sets (the sparse engine: ``hw.pes``).
+SELF_FOLDED_OPS = ("SparseMVAU",)
 
 
 def compute_units(graph: Graph) -> list[Node]:
@@ -136,7 +138,8 @@ class SetFolding(Pass):
                 )
         for n in g.nodes:
             op = op_of(n)
-            if isinstance(op, StreamOp) and n.op not in COMPUTE_OPS and "pe" in op.attrs:
+            fixed = n.op in COMPUTE_OPS or n.op in SELF_FOLDED_OPS
+            if isinstance(op, StreamOp) and not fixed and "pe" in op.attrs:
                 n.attrs["pe"] = self._stream_pe(g, n, shapes)
         g.nodes[0].attrs["pe"] = self._port_pe(g, shapes)
         return g

@@ -124,6 +124,7 @@ def manifest(d: Design, units: list[Unit], top: str, clock_mhz: float, sources: 
             "formula": "float32(acc) * scale + bias (per output channel)",
         },
     )
+    memories = {u.node: u.memories for u in units if u.memories}
     taps = []
     for u in units:
         node = g.node(u.node)
@@ -168,6 +169,7 @@ def manifest(d: Design, units: list[Unit], top: str, clock_mhz: float, sources: 
                     )
                     if n.attrs.get(k) is not None
                 },
+                **({"memories": memories[n.name]} if n.name in memories else {}),
             }
             for n in g.nodes[1:-1]
         ],

@@ -26,12 +26,24 @@ def pack_word(values: Sequence[int], bits: int) -> int:
     return word
 
 
-def rom_module(name: str, words: Sequence[int], data_bits: int, what: str) -> str:
-    """Verilog of ``module name(clk, en, addr, data)`` holding ``words`` (non-negative)."""
+def rom_module(
+    name: str, words: Sequence[int], data_bits: int, what: str, abits: int | None = None
+) -> str:
+    """Verilog of ``module name(clk, en, addr, data)`` holding ``words`` (non-negative).
+
+    ``abits``: a wider address than the depth needs (a bus shared by ROMs of several
+    depths); addresses past the last word are never read."""
     depth = len(words)
     if depth == 0:
         raise ValueError(f"{name}: a ROM needs at least one word")
-    abits = addr_bits(depth)
+    need = addr_bits(depth)
+    abits = max(need, abits or 0)
+    port = f"    input  wire [{abits - 1}:0] addr,"
+    index = "addr"
+    if abits > need:  # the upper bits of a shared bus's address are 0 for this ROM
+        off, on = "/* verilator lint_off UNUSEDSIGNAL */", "/* verilator lint_on UNUSEDSIGNAL */"
+        port = f"    {off}\n{port}\n    {on}"
+        index = f"addr[{need - 1}:0]"
     init = "\n".join(f"        mem[{i}] = {data_bits}'h{int(w):x};" for i, w in enumerate(words))
     return f"""`timescale 1ns/1ps
 // {name}: {what}.
@@ -40,7 +52,7 @@ def rom_module(name: str, words: Sequence[int], data_bits: int, what: str) -> st
 module {name} (
     input  wire                  clk,
     input  wire                  en,
-    input  wire [{abits - 1}:0] addr,
+{port}
     output reg  [{data_bits - 1}:0] data
 );
     reg [{data_bits - 1}:0] mem [0:{depth - 1}];
@@ -48,7 +60,7 @@ module {name} (
 {init}
     end
     always @(posedge clk) begin
-        if (en) data <= mem[addr];
+        if (en) data <= mem[{index}];
     end
 endmodule
 """

@@ -97,6 +97,8 @@ class Unit:
     roms: list[dict] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: memories the unit holds beyond its ROM files' own description (name, words, bits)
+    memories: list[dict] = field(default_factory=list)
 
     @property
     def module(self) -> str:
@@ -132,7 +134,15 @@ def _rom(unit: Unit, port: str, words: list[int], data_bits: int, what: str) -> 
     module = f"{unit.node}_{what}"
     unit.files[f"{module}.v"] = rom_module(module, words, data_bits, f"{what} of {unit.node}")
     ab = addr_bits(len(words))
-    unit.roms.append({"module": module, "port": port})
+    unit.roms.append(
+        {
+            "module": module,
+            "port": port,
+            "en": f"{port}_en",
+            "addr": f"{port}_addr",
+            "data": f"{port}_data",
+        }
+    )
     unit.wires += [
         {"name": f"{port}_en", "width": 1},
         {"name": f"{port}_addr", "width": ab},
@@ -610,4 +620,11 @@ EMITTERS: dict[str, Callable[[Design, Node], Unit]] = {
     "Fork": emit_fork,
     "DWC": emit_dwc,
     "FIFO": emit_fifo,
+    "SparseMVAU": lambda d, node: _emit_sparse(d, node),
 }
+
+
+def _emit_sparse(d: Design, node: Node) -> Unit:
+    from hw_gen.verilog.sparse_unit import emit_sparse  # it builds on this module
+
+    return emit_sparse(d, node)

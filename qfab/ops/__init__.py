@@ -8,7 +8,7 @@ see :mod:`qfab.ops.compute` and :mod:`qfab.ops.streams`.
 
 from __future__ import annotations
 
-from qfab.ops import compute, io, layout, linear, streams, threshold  # noqa: F401  (register)
+from qfab.ops import compute, io, layout, linear, sparse, streams, threshold  # noqa: F401  (register)
 from qfab.ops.base import Attr, Op, StreamOp, Tensor
 from qfab.ops.registry import OPS, op_of, register
 

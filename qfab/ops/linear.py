@@ -3,6 +3,10 @@
 Weights are integers (``weight_bits``: 1 means bipolar ±1, otherwise narrow-range
 signed). Shared weights (Deep Compression) add ``codebook`` and ``weight_index``; then
 ``weight`` must equal ``codebook[weight_index]`` and golden computes with the codebook.
+A ``Dense`` encoded by the compression pipeline's ``encode`` step also holds its
+sparse-engine layout (:mod:`qfab.sparse`: ``sparse_codebook``, ``sparse_code``,
+``sparse_gap``, ``sparse_ptr`` and attrs ``sparse_pes``, ``sparse_index_bits``,
+``sparse_code_bits``); it must decode to ``weight``, and golden computes from it.
 The numeric helpers here (:func:`dense_acc_range`, :func:`im2col`) are also what the
 hardware units of :mod:`qfab.ops.compute` use, so both levels share one formula.
 """
@@ -17,6 +21,7 @@ import numpy as np
 from qfab.errors import IRError
 from qfab.ops.base import Attr, Op, Shape, Tensor
 from qfab.ops.registry import register
+from qfab.sparse import layout_of, sparse_decode
 from qfab.values import IntRange, decode_codebook, weight_range
 
 if TYPE_CHECKING:
@@ -112,24 +117,79 @@ class WeightOp(Op):
                 raise IRError(f"{loc}: weight differs from codebook[weight_index]")
 
 
+#: IR names of a Dense node's stored sparse layout (tensor name -> layout key).
+SPARSE_TENSORS = {
+    "sparse_codebook": "codebook",
+    "sparse_code": "sparse_code",
+    "sparse_gap": "sparse_gap",
+    "sparse_ptr": "sparse_ptr",
+}
+SPARSE_ATTRS = {
+    "sparse_pes": "pes",
+    "sparse_index_bits": "index_bits",
+    "sparse_code_bits": "code_bits",
+}
+
+
+def stored_layout(node: Node):
+    """The layout the ``encode`` step stored on a Dense node, or None."""
+    if "sparse_code" not in node.tensors:
+        return None
+    tensors = {key: node.tensors[name] for name, key in SPARSE_TENSORS.items()}
+    attrs = {key: node.attrs[name] for name, key in SPARSE_ATTRS.items()}
+    return layout_of(tensors, attrs, int(node.tensors["weight"].shape[0]))
+
+
 @register
 class Dense(WeightOp):
     """``acc = x @ weight.T (+ bias)``: weight ``[out, in]``, bias in accumulator units."""
 
     name = "Dense"
-    attrs = {"weight_bits": Attr("int", minimum=1, maximum=32)}
+    attrs = {
+        "weight_bits": Attr("int", minimum=1, maximum=32),
+        "sparse_pes": Attr("int", None, minimum=1, maximum=256),
+        "sparse_index_bits": Attr("int", None, minimum=1, maximum=16),
+        "sparse_code_bits": Attr("int", None, minimum=1, maximum=16),
+    }
     tensors = {
         "weight": Tensor("int", 2),
         "bias": Tensor("int", 1, required=False),
         "codebook": Tensor("int", 1, required=False),
         "weight_index": Tensor("int", 2, required=False),
+        **{
+            name: Tensor("int", 2 if name == "sparse_ptr" else 1, required=False)
+            for name in SPARSE_TENSORS
+        },
     }
+
+    def weight(self, node: Node) -> np.ndarray:
+        """From the stored sparse words when the layer was encoded (golden runs what the
+        engine's memories hold), else as :class:`WeightOp`."""
+        layout = stored_layout(node)
+        return sparse_decode(layout) if layout is not None else super().weight(node)
 
     def check(self, node: Node, loc: str) -> None:
         super().check(node, loc)
         w = node.tensors["weight"]
         if "bias" in node.tensors and node.tensors["bias"].shape != (w.shape[0],):
             raise IRError(f"{loc}: bias shape {node.tensors['bias'].shape} != ({w.shape[0]},)")
+        present = [
+            k
+            for k in (*SPARSE_TENSORS, *SPARSE_ATTRS)
+            if k in node.tensors or node.attrs.get(k) is not None
+        ]
+        if present and len(present) != len(SPARSE_TENSORS) + len(SPARSE_ATTRS):
+            raise IRError(
+                f"{loc}: a stored sparse layout needs all of "
+                f"{[*SPARSE_TENSORS, *SPARSE_ATTRS]}, got {present}"
+            )
+        if present:
+            try:
+                decoded = sparse_decode(stored_layout(node))
+            except IRError as exc:
+                raise IRError(f"{loc}: stored sparse layout: {exc}") from exc
+            if not np.array_equal(decoded, w.astype(np.int64)):
+                raise IRError(f"{loc}: the stored sparse layout does not decode to the weights")
 
     def shape(self, node, ins, loc):
         x, w = ins[0], node.tensors["weight"]
