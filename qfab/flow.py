@@ -59,7 +59,24 @@ def hardware_settings(cfg: Config) -> dict[str, Any]:
         "target_cycles": target,
         "max_port_bits": hw.max_port_bits,
         "xnor": hw.xnor,
+        "sparse": sparse_settings(cfg),
     }
+
+
+def sparse_settings(cfg: Config) -> dict[str, Any]:
+    """``lower(sparse=...)``: the engine defaults (None: dense) and per-layer choices."""
+    hw = cfg.hw
+    keys = ("pes", "queue_depth", "index_bits", "code_bits")
+    default = {k: getattr(hw, k) for k in keys} | {"simd": hw.sparse_simd}
+    layers = {  # a layer's own keys over the hw defaults
+        name: (
+            {**default, **{k: getattr(s, k) for k in s.model_fields_set if k != "engine"}}
+            if s.engine == "sparse"
+            else None
+        )
+        for name, s in hw.layers.items()
+    }
+    return {"default": default if hw.engine == "sparse" else None, "layers": layers}
 
 
 #: Above this many product evaluations (parallel MACs x cycles simulated) FIFO sizing runs
@@ -113,7 +130,9 @@ def precheck_hardware(cfg: Config, untrained: Any | None) -> None:
     lowered with the configured folding, so an op or shape the lowering cannot map, a
     folding that does not divide a unit, or a bad synthesis part is one line naming the
     node or key now, not after minutes of training. (Thresholds of an untrained model
-    differ from the trained ones; the structure, shapes and bit widths do not.)
+    differ from the trained ones; the structure, shapes and bit widths do not. Nor do
+    its distinct weights: a sparse layer's codebook size is only known after training,
+    so the precheck lowers with the widest codes.)
     """
     from hw_gen.passes import lower
     from hw_gen.synth_yosys import family_of
@@ -123,7 +142,14 @@ def precheck_hardware(cfg: Config, untrained: Any | None) -> None:
     if untrained is not None:
         from quant_train.export_ir import export_model
 
-        lower(export_model(untrained), **hardware_settings(cfg))
+        settings = hardware_settings(cfg)
+        sparse = settings["sparse"]
+        widest = {"code_bits": 16}
+        settings["sparse"] = {
+            "default": sparse["default"] and {**sparse["default"], **widest},
+            "layers": {k: v and {**v, **widest} for k, v in sparse["layers"].items()},
+        }
+        lower(export_model(untrained), **settings)
 
 
 @contextmanager
@@ -399,7 +425,11 @@ def _hardware(
         "clock_mhz": perf["clock_mhz"],
         "frames_per_s_model": perf["frames_per_s"],
         "latency_cycles": {"measured": None, "bound": perf["latency_bound"]},
+        "unit_cycles": perf["nodes"],
+        "port_cycles": perf["ports"],
     }
+    if any(n.op == "SparseMVAU" for n in stored.lowered.nodes):
+        _sparse_perf(stored.lowered, x_check[: cfg.sim.vectors], report)
     if cfg.sim.enabled:
         report["equality"]["rtl_vs_golden"] = _simulate(cfg, stored, data, work, log, report)
     if cfg.synth.enabled:
@@ -407,6 +437,30 @@ def _hardware(
 
         with log.stage("synth", f"Yosys synth_xilinx for {cfg.synth.part}"):
             report["resources"] = synth_xilinx(work / "rtl", cfg.synth.part, work / "synth")
+
+
+def _sparse_perf(hw: Graph, x_int: np.ndarray, report: dict[str, Any]) -> None:
+    """Sparse engines run as fast as their data allows: the design's modelled cycles per
+    frame become the slowest of the static units and each engine's model on ``x_int``
+    (:mod:`hw_gen.sparse_perf`), and the report gets a row per sparse layer."""
+    from hw_gen.sparse_perf import sparse_report
+
+    rows = sparse_report(hw, x_int)
+    perf = report["perf"]
+    static = {
+        k: v
+        for k, v in {**perf.get("unit_cycles", {}), **perf.get("port_cycles", {})}.items()
+        if k not in {r["layer"] for r in rows}
+    }
+    slowest = max(
+        [*static.items(), *((r["layer"], r["cycles_per_frame_model"]) for r in rows)],
+        key=lambda kv: kv[1],
+    )
+    perf["cycles_per_frame"]["model"] = slowest[1]
+    perf["bottleneck"] = slowest[0]
+    perf["frames_per_s_model"] = perf["clock_mhz"] * 1e6 / slowest[1]
+    perf["model_kind"] = "sparse engines modelled on the simulated vectors (hw_gen.sparse_perf)"
+    report["sparse"] = rows
 
 
 def _lint(design_dir: Path, design: dict[str, Any]) -> dict[str, Any]:
@@ -538,6 +592,14 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
             "throughput (model)",
             f"{perf['frames_per_s_model']:,.0f} frames/s at {perf['clock_mhz']:g} MHz "
             f"(bottleneck {perf['bottleneck']})",
+        )
+    for r in report.get("sparse", []):
+        table.add_row(
+            f"sparse engine {r['layer']}",
+            f"{r['pes']} PEs, model {r['cycles_per_frame_model']} cycles/frame (ideal "
+            f"{r['ideal_cycles']}, efficiency {r['efficiency_model']:.0%}), "
+            f"{r['speedup_model']}x a dense MVAU with {r['pes']} multipliers, "
+            f"{r['memory_bytes']:,} bytes",
         )
     if "resources" in report:
         res = report["resources"]

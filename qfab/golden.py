@@ -49,7 +49,8 @@ def dense_weight(node: Node) -> np.ndarray:
 
 
 def multi_threshold(node: Node, acc: np.ndarray) -> np.ndarray:
-    """``offset + number of thresholds reached`` per channel (``acc >= T``); bipolar: ±1."""
+    """``offset + number of thresholds reached`` per channel (``direction * acc >= T``,
+    direction +1 unless the node has one); bipolar: ±1."""
     return OPS["MultiThreshold"].execute(node, [acc], [], ())
 
 

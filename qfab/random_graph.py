@@ -22,7 +22,9 @@ class GraphBuilder:
 
     Thresholds are drawn around each channel's accumulator range, and a few channels
     get thresholds at ``hi + 1`` (never reached) and ``lo`` (always reached), so every
-    output level and both extremes occur.
+    output level and both extremes occur. ``thresholds(falling=p)`` also draws a
+    ``direction`` (each channel falls with probability ``p``, at least one does), so the
+    lowering and the hardware meet channels whose output falls as the accumulator rises.
     """
 
     def __init__(
@@ -118,26 +120,44 @@ class GraphBuilder:
         *,
         src: str | None = None,
         signed: bool = False,
+        falling: float = 0.0,
         name: str | None = None,
     ) -> str:
-        """A MultiThreshold on ``src``'s accumulators (``bits = 1``: bipolar)."""
+        """A MultiThreshold on ``src``'s accumulators (``bits = 1``: bipolar).
+
+        ``falling`` > 0: each channel gets ``direction`` -1 with that probability (at
+        least one channel does), and its thresholds are drawn over ``-acc``. With the
+        default 0 no direction is written and the random draws are exactly those of a
+        builder without this option, so existing designs stay what they were.
+        """
         src = src or self.last
         acc = node_ranges(self._graph())[src]
-        centre = (acc.lo + acc.hi) / 2
-        spread = np.maximum((acc.hi - acc.lo) / 6, 1)
-        nt = 2**bits - 1
         c = len(acc.lo)
+        lo, hi = acc.lo, acc.hi
+        direction = None
+        if falling > 0:
+            direction = np.where(self.rng.random(c) < falling, -1, 1).astype(np.int64)
+            if not np.any(direction < 0):
+                direction[-1] = -1
+            # thresholds compare direction * acc: draw them over that range
+            lo, hi = np.where(direction < 0, -acc.hi, lo), np.where(direction < 0, -acc.lo, hi)
+        centre = (lo + hi) / 2
+        spread = np.maximum((hi - lo) / 6, 1)
+        nt = 2**bits - 1
         t = self.rng.normal(centre[:, None], spread[:, None], size=(c, nt))
-        t = np.clip(np.rint(t), acc.lo[:, None], acc.hi[:, None] + 1).astype(np.int64)
-        t[0, :] = acc.hi[0] + 1  # a channel that never fires
+        t = np.clip(np.rint(t), lo[:, None], hi[:, None] + 1).astype(np.int64)
+        t[0, :] = hi[0] + 1  # a channel that never fires
         if c > 1:
-            t[1, :] = acc.lo[1]  # a channel always saturated
+            t[1, :] = lo[1]  # a channel always saturated
         t.sort(axis=1)
         bipolar = bits == 1
         offset = -(2 ** (bits - 1)) if signed and not bipolar else 0
         attrs = {"out_bits": bits, "offset": offset, **({"bipolar": True} if bipolar else {})}
         name = name or f"mt{len(self.nodes)}"
-        self.nodes.append(Node(name, "MultiThreshold", [src], attrs, {"thresholds": t}))
+        tensors = {"thresholds": t}
+        if direction is not None:
+            tensors["direction"] = direction
+        self.nodes.append(Node(name, "MultiThreshold", [src], attrs, tensors))
         return name
 
     def pool(self, k: int = 2, *, src: str | None = None, stride: int | None = None) -> str:
@@ -190,18 +210,20 @@ def random_mlp_graph(
     seed: int = 0,
     signed_acts: bool = False,
     signed_input: bool = False,
+    falling: float = 0.0,
 ) -> Graph:
     """An MLP ``InputQuant -> (Dense -> MultiThreshold)* -> Dense(+bias) -> OutputDequant``.
 
     ``act_bits = 1`` gives bipolar (±1) activations; ``signed_acts`` gives signed ones
     (offset ``-2^(b-1)``), as between factored layers; ``signed_input`` a signed
-    ``InputQuant`` (``[-2^(b-1), 2^(b-1) - 1]``).
+    ``InputQuant`` (``[-2^(b-1), 2^(b-1) - 1]``); ``falling`` > 0 gives every activation
+    channels that fall as the accumulator rises (see :meth:`GraphBuilder.thresholds`).
     """
     b = GraphBuilder((features,), input_bits=input_bits, signed_input=signed_input, seed=seed)
     b.meta["source"] = "random_mlp_graph"
     for i, h in enumerate(hidden):
         b.dense(h, weight_bits=weight_bits, name=f"fc{i}")
-        b.thresholds(act_bits, signed=signed_acts, name=f"mt{i}")
+        b.thresholds(act_bits, signed=signed_acts, falling=falling, name=f"mt{i}")
     b.dense(classes, weight_bits=weight_bits, bias=True, name=f"fc{len(hidden)}")
     return b.output()
 

@@ -65,8 +65,10 @@ def level_counter(
     """Map integer accumulators ``[N, C]`` to output level counts through the model's ops.
 
     ``chain`` is the model's own eval-mode batch norm + activation quantizer; it gets
-    ``acc * sign * acc_scale`` in float32, exactly the layer's float output for
-    power-of-two scales (``sign`` = -1 marks channels whose weight row the IR negates).
+    ``a * sign * acc_scale`` in float32, exactly the layer's float output for
+    power-of-two scales. ``a`` is ``direction * acc``: ``sign`` = -1 marks the falling
+    channels (the ``MultiThreshold``'s ``direction``), so the map is non-decreasing in
+    ``a`` and thresholds on ``a`` are found by bisection.
     Counts are the quantizer's integers minus ``offset`` (its lowest level, for signed
     quantizers), or ``(v + 1) / 2`` for a bipolar sign.
 
@@ -137,15 +139,17 @@ def thresholds_from_brevitas(
 def _weight_tensors(layer: nn.Module, w: np.ndarray, name: str) -> dict[str, np.ndarray]:
     """``weight``, plus ``codebook``/``weight_index`` when the layer shares weights.
 
-    A channel negated for thresholding negates its shared values too, so the IR codebook
-    holds the distinct values of the IR's weights (at most twice the cluster count).
+    The IR keeps the weights exactly as Brevitas has them (falling channels are marked by
+    the ``MultiThreshold``'s ``direction``, never by negating a row), so the IR codebook
+    holds at most the layer's ``K`` cluster values: what a ``log2 K``-bit codebook index
+    of the sparse engine addresses.
     """
     tensors = {"weight": w}
     clusters = getattr(layer, "qfab_clusters", None)
     if clusters is not None:
         from quant_train.share_model import layer_codebook
 
-        tensors["codebook"], tensors["weight_index"] = layer_codebook(w, 2 * clusters, name)
+        tensors["codebook"], tensors["weight_index"] = layer_codebook(w, clusters, name)
     return tensors
 
 
@@ -167,17 +171,19 @@ def _capture_input(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> Any:
 
 def _thresholds(
     name: str,
-    w: np.ndarray,
+    acc: IntRange,
     acc_scale: np.ndarray,
-    bn: nn.Module,
+    bn: nn.Module | None,
     act: nn.Module,
-    acc_range: Callable[[np.ndarray], IntRange],
     spatial: tuple[int, int] | None,
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any], bool]:
-    """(IR weight with falling channels negated, thresholds, attrs, bipolar) for one layer.
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(``MultiThreshold`` tensors, attrs) for one layer whose accumulator spans ``acc``.
 
     ``bn`` may be None (the requantizer inside a factored layer). Signed quantizers get
     ``offset`` = their lowest integer, so ``out = offset + count`` spans their range.
+    Channels whose output falls as the accumulator rises (a negative batch-norm slope)
+    get ``direction`` -1 and thresholds on ``-acc``; the tensor is written only when some
+    channel falls, so a rising layer's IR is unchanged.
     """
     chain = (nn.Sequential(bn, act) if bn is not None else act).eval()
     act_bits = int(act.act_quant.bit_width())
@@ -185,23 +191,26 @@ def _thresholds(
     offset = 0
     if bool(act.act_quant.is_signed) and not bipolar:
         offset = -(2 ** (act_bits - 1))  # non-narrow signed: [-2^(b-1), 2^(b-1) - 1]
-    acc = acc_range(w)
-    # Channels whose output falls as the accumulator rises get their weight row
-    # negated, so every threshold unit compares "acc >= T" (weights are symmetric).
-    ones = np.ones(len(w), np.int64)
+    # A channel falls when its level at the lowest accumulator exceeds the one at the
+    # highest; thresholding "direction * acc >= T" then counts levels upwards again.
+    ones = np.ones(len(acc.lo), np.int64)
     ends = level_counter(chain, acc_scale, ones, bipolar, spatial, offset)(
         np.stack([acc.lo, acc.hi])
     )
-    sign = np.where(ends[0] > ends[1], -1, 1).astype(np.int64)
-    w_ir = w * sign.reshape(-1, *([1] * (w.ndim - 1)))
+    direction = np.where(ends[0] > ends[1], -1, 1).astype(np.int64)
+    falling = direction < 0
+    signed_acc = IntRange(  # the range of direction * acc
+        np.where(falling, -acc.hi, acc.lo), np.where(falling, -acc.lo, acc.hi)
+    )
     t = thresholds_from_brevitas(
-        level_counter(chain, acc_scale, sign, bipolar, spatial, offset),
-        acc_range(w_ir),
+        level_counter(chain, acc_scale, direction, bipolar, spatial, offset),
+        signed_acc,
         2**act_bits - 1,
         name,
     )
+    tensors = {"thresholds": t, **({"direction": direction} if falling.any() else {})}
     attrs = {"out_bits": act_bits, "offset": offset, **({"bipolar": True} if bipolar else {})}
-    return w_ir, t, attrs, bipolar
+    return tensors, attrs
 
 
 def graph_plan(model: nn.Module) -> list[dict[str, Any]]:
@@ -354,27 +363,19 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
                 sum(v.range.hi << s for v, s in zip(ins, shifts, strict=True)),
             )
             exact &= max(abs(acc.min), abs(acc.max)) < FLOAT32_EXACT_INT
-            # thresholds of the activation after the sum, on a 1x1 "identity" accumulator
+            # thresholds of the activation after the sum, on the sum itself
             c = ins[0].shape[-1]
-            eye = np.ones((c, 1), np.int64)
             spatial = ins[0].shape[:2] if len(ins[0].shape) == 3 else None
-            flipped, t, mt_attrs, _ = _thresholds(
-                step["mt"],
-                eye,
-                np.float64(2.0 ** min(exps)),
-                None,
-                step["act"],
-                lambda wt, a=acc: IntRange(
-                    np.minimum(a.lo * wt[:, 0], a.hi * wt[:, 0]),
-                    np.maximum(a.lo * wt[:, 0], a.hi * wt[:, 0]),
-                ),
-                spatial,
+            mt_tensors, mt_attrs = _thresholds(
+                step["mt"], acc, np.float64(2.0 ** min(exps)), None, step["act"], spatial
             )
-            if np.any(flipped < 0):  # an activation after a sum must rise with the sum
+            # An activation after a sum must rise with the sum: the add unit feeds a
+            # stand-alone thresholding unit, which has no direction input.
+            if "direction" in mt_tensors:
                 raise ExportError(f"{step['mt']}: activation falls as the sum rises")
             nodes += [
                 add,
-                Node(step["mt"], "MultiThreshold", [step["name"]], mt_attrs, {"thresholds": t}),
+                Node(step["mt"], "MultiThreshold", [step["name"]], mt_attrs, mt_tensors),
             ]
             values[step["mt"]] = _act_value(step["act"], step["mt"], c, ins[0].shape, mt_attrs)
             continue
@@ -440,13 +441,13 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
             ]
             break
         spatial = out_shape[:2] if kind == "conv" else None
-        w_ir, t, mt_attrs, _ = _thresholds(
-            step["mt"], w, acc_scale, step["bn"], step["act"], acc_range, spatial
+        mt_tensors, mt_attrs = _thresholds(
+            step["mt"], acc, acc_scale, step["bn"], step["act"], spatial
         )
         op = "Conv2d" if kind == "conv" else "Dense"
         nodes += [
-            Node(name, op, [step["input"]], node_attrs, _weight_tensors(layer, w_ir, name)),
-            Node(step["mt"], "MultiThreshold", [name], mt_attrs, {"thresholds": t}),
+            Node(name, op, [step["input"]], node_attrs, _weight_tensors(layer, w, name)),
+            Node(step["mt"], "MultiThreshold", [name], mt_attrs, mt_tensors),
         ]
         values[step["mt"]] = _act_value(step["act"], step["mt"], w.shape[0], out_shape, mt_attrs)
         if step.get("pool"):

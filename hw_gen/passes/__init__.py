@@ -1,11 +1,12 @@
 """Lowering: the model graph -> the hardware graph, one small IR -> IR pass at a time.
 
-:func:`lower` runs, in order: :class:`RemoveDeadNodes`, :class:`LowerConv`, :class:`LowerDense`,
+:func:`lower` runs, in order: :class:`RemoveDeadNodes`, :class:`LowerSparse` (when
+layers go on the sparse engine), :class:`LowerConv`, :class:`LowerDense`,
 :class:`LowerLayout`, :class:`MovePoolPastThresholds`, :class:`FuseThresholds`,
 :class:`CheckLowered`, :class:`ToXnor`, :class:`SetFolding`, :class:`InsertFork`,
 :class:`InsertFIFO`, :class:`InsertDWC`, :class:`AnnotateCycles`. The result is a
-validated hardware graph; :func:`check_lowering` runs both graphs with golden and
-compares every node that claims to equal a model node.
+validated hardware graph; :func:`qfab.golden.compare_levels` runs both graphs with golden
+and compares every node that claims to equal a model node.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import numpy as np
 from hw_gen.passes.base import Pass, replace
 from qfab.ir import Graph, Node, infer_shapes
 from qfab.ops import OPS
+from qfab.ops.threshold import falling_channels
 
 
 class LowerDense(Pass):
@@ -88,20 +89,31 @@ class LowerConv(Pass):
 
 
 class FuseThresholds(Pass):
-    """A ``Thresholding`` that is the only reader of an MVAU/VVAU goes into that unit.
+    """A threshold node that is the only reader of an MVAU/VVAU goes into that unit.
 
     A bias before the thresholds is folded into them exactly: ``acc + b >= T`` is
     ``acc >= T - b``.
+
+    Falling channels (a ``MultiThreshold`` whose ``direction`` holds -1, which
+    ``LowerLayout`` leaves as a model op) compare ``-acc >= T``. The dense units have no
+    direction input, so the unit's weight rows (and bias entries) of those channels are
+    negated, making its accumulator ``direction * acc``, and the direction is dropped:
+    what the exporter once wrote into the IR, done here so the IR keeps a shared layer's
+    K weights. The negated unit no longer equals the model's ``Dense``/``Conv2d``, but
+    once fused it claims the thresholds' output instead, which is unchanged.
     """
 
     def apply(self, graph: Graph) -> Graph:
         g = graph.copy()
-        for t in [n for n in g.nodes if n.op == "Thresholding"]:
+        for t in [n for n in g.nodes if n.op in ("Thresholding", "MultiThreshold")]:
             src = g.node(t.inputs[0])
             if src.op not in ("MVAU", "VVAU") or "thresholds" in src.tensors:
                 continue
             if len(g.consumers(src.name)) != 1:
                 continue
+            falling = falling_channels(t)
+            if falling.size:
+                _negate_rows(src, falling)
             table = t.tensors["thresholds"].astype(np.int64)
             if "bias" in src.tensors:
                 table = table - src.tensors.pop("bias").astype(np.int64)[:, None]
@@ -111,6 +123,24 @@ class FuseThresholds(Pass):
                 offset=int(t.attrs["offset"]),
                 bipolar=bool(t.attrs.get("bipolar", False)),
             )
-            src.attrs["model_node"] = t.attrs.get("model_node")
+            # a Thresholding names the model node it came from; a MultiThreshold is one
+            src.attrs["model_node"] = (
+                t.attrs.get("model_node") if t.op == "Thresholding" else t.name
+            )
             replace(g, t.name, [], src.name)
         return g
+
+
+def _negate_rows(unit: Node, rows: np.ndarray) -> None:
+    """Negate output channels ``rows`` of ``unit``: its accumulator becomes ``-acc`` there.
+
+    Weights are symmetric (narrow signed, or bipolar), so a negated row keeps its width;
+    a bias is negated with its row so ``-(w.x + b)`` is what the thresholds see.
+    """
+    w = unit.tensors["weight"].astype(np.int64)
+    w[rows] = -w[rows]
+    unit.tensors["weight"] = w
+    if "bias" in unit.tensors:
+        b = unit.tensors["bias"].astype(np.int64)
+        b[rows] = -b[rows]
+        unit.tensors["bias"] = b

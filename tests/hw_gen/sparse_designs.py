@@ -56,14 +56,16 @@ def sparse_mlp(
     seed: int = 0,
     zero_cols: tuple[int, ...] = (),
     zero_rows: tuple[int, ...] = (),
+    falling: float = 0.0,
 ) -> Graph:
-    """``InputQuant -> (Dense -> MultiThreshold)* -> Dense(+bias)``, every Dense pruned."""
+    """``InputQuant -> (Dense -> MultiThreshold)* -> Dense(+bias)``, every Dense pruned;
+    ``falling``: the share of threshold channels with direction -1 (negative BN slopes)."""
     rng = np.random.default_rng(seed + 1000)
     b = GraphBuilder((features,), input_bits=input_bits, signed_input=signed_input, seed=seed)
     for i, h in enumerate(hidden):
         b.dense(h, weight_bits=weight_bits, name=f"fc{i}")
         prune_dense(b, f"fc{i}", density, rng, shared, zero_cols if i == 0 else (), zero_rows)
-        b.thresholds(act_bits, name=f"mt{i}")
+        b.thresholds(act_bits, name=f"mt{i}", falling=falling)
     last = f"fc{len(hidden)}"
     b.dense(classes, weight_bits=weight_bits, bias=True, name=last)
     prune_dense(b, last, density, rng, shared)

@@ -23,6 +23,7 @@ from qfab.ir import Graph, infer_shapes, input_range
 from qfab.ops import op_of
 from qfab.random_graph import GraphBuilder, random_mlp_graph
 from tests.hw_gen.designs import DESIGNS
+from tests.hw_gen.falling_designs import FALLING_DESIGNS
 
 
 def vectors(graph: Graph, n: int = 64, seed: int = 0) -> np.ndarray:
@@ -266,3 +267,158 @@ def test_nodes_that_reach_no_output_are_not_built():
     g = b.output()
     hw = lower(g)
     assert not hw.has("dead") and compare_levels(g, hw, vectors(g)) is None
+
+
+# ------------------------------------------------------------ falling channels (direction)
+def _plain_units(g: Graph) -> Graph:
+    """The model's compute units before any threshold is fused (rows as in the model)."""
+    return LowerDense().apply(LowerConv().apply(g))
+
+
+@pytest.mark.parametrize("name", list(FALLING_DESIGNS))
+def test_falling_channels_lower_exactly_at_both_levels(name):
+    """Every fused unit negates its falling rows; every claimed node still equals its
+    model node; no hardware node keeps a direction."""
+    g, kw = FALLING_DESIGNS[name]()
+    falling = {n.name: n for n in g.nodes if n.op == "MultiThreshold" and "direction" in n.tensors}
+    assert falling and all((n.tensors["direction"] < 0).any() for n in falling.values())
+    hw = lower(g, **kw)
+    assert compare_levels(g, hw, vectors(g, 200)) is None
+    assert not [n.name for n in hw.nodes if "direction" in n.tensors]
+    plain = _plain_units(g)
+    for mt in falling.values():
+        unit = next(n for n in hw.nodes if n.attrs.get("model_node") == mt.name)
+        assert unit.op in ("MVAU", "VVAU", "XnorMVAU"), (mt.name, unit.op)
+        d = mt.tensors["direction"]
+        want = plain.node(unit.name).tensors["weight"] * d[:, None]
+        np.testing.assert_array_equal(unit.tensors["weight"], want, err_msg=unit.name)
+
+
+def test_falling_designs_use_every_fusing_unit():
+    ops = set()
+    for make in FALLING_DESIGNS.values():
+        g, kw = make()
+        ops |= {n.op for n in compute_units(lower(g, **kw))}
+    assert ops >= {"MVAU", "VVAU", "XnorMVAU"}
+
+
+def test_each_pass_is_exact_on_its_own_with_falling_channels():
+    """Between LowerLayout and FuseThresholds a falling MultiThreshold is still a model op,
+    so golden runs every intermediate graph exactly."""
+    g, _ = FALLING_DESIGNS["branchy_falling"]()
+    x = vectors(g)
+    want = run_golden_int(g, x).logits
+    step = Graph(g.copy().nodes)
+    for p in (
+        LowerConv(),
+        LowerDense(),
+        LowerLayout(),
+        MovePoolPastThresholds(),
+        FuseThresholds(),
+        ToXnor(),
+        SetFolding(target_cycles=48),
+    ):
+        step = p.apply(step)
+        np.testing.assert_array_equal(run_golden_int(step, x).logits, want, err_msg=repr(p))
+        assert compare_levels(g, step, x) is None, repr(p)
+        if repr(p) == "LowerLayout":
+            left = {n.name for n in step.nodes if n.op == "MultiThreshold"}
+            assert left == {"mt_stem", "mt_g1", "mt_dw2", "mt_e1", "mt_e3"}  # mt_add rises
+    assert not [n for n in step.nodes if n.op == "MultiThreshold"]
+
+
+def test_a_falling_bias_is_negated_with_its_row():
+    g, kw = FALLING_DESIGNS["mlp_bias_falling"]()
+    hw = lower(g, **kw)
+    fc0, mt0 = g.node("fc0"), g.node("mt0")
+    d = mt0.tensors["direction"]
+    # d*(acc + b) >= T  <=>  (d*acc) >= T - d*b: the fused table holds T - d*b
+    want = mt0.tensors["thresholds"] - (d * fc0.tensors["bias"])[:, None]
+    np.testing.assert_array_equal(hw.node("fc0").tensors["thresholds"], want)
+    assert "bias" not in hw.node("fc0").tensors
+
+
+def test_an_all_rising_direction_is_dropped_and_the_pool_still_moves():
+    b = GraphBuilder((6, 6, 2), seed=2)
+    b.conv(3, (3, 3), name="c")
+    p = b.pool(2)
+    b.thresholds(2, src=p, name="t")
+    b.dense(4, bias=True)
+    g = b.output()
+    g.node("t").tensors["direction"] = np.ones(3, np.int64)
+    g.validate()
+    hw = lower(g, target_cycles=100)
+    pool = next(n for n in hw.nodes if n.op == "StreamingMaxPool")
+    assert hw.node(pool.inputs[0]).op == "MVAU" and pool.attrs["model_node"] == "t"
+    assert compare_levels(g, hw, vectors(g, 200)) is None
+
+
+def _pool_then_falling() -> Graph:
+    b = GraphBuilder((6, 6, 2), seed=2)
+    b.conv(3, (3, 3), name="c")
+    p = b.pool(2)
+    b.thresholds(2, src=p, falling=0.5, name="t")
+    b.dense(4, bias=True)
+    return b.output()
+
+
+def test_a_pool_does_not_move_past_falling_thresholds():
+    """max(acc) into a falling threshold is the *minimum* of the thresholded values: the
+    swap would be wrong, so the pass leaves the pool in place (and golden agrees)."""
+    g = _pool_then_falling()
+    x = vectors(g, 200)
+    step = LowerLayout().apply(_plain_units(g))
+    moved = MovePoolPastThresholds().apply(step)
+    assert [(n.name, n.op, n.inputs) for n in moved.nodes] == [
+        (n.name, n.op, n.inputs) for n in step.nodes
+    ]
+    assert compare_levels(g, moved, x) is None
+    # what the swap would compute (thresholds, then max) differs: the guard matters
+    pool = next(n for n in g.nodes if n.op == "MaxPool")
+    out = run_golden_int(g, x).outputs
+    shapes = infer_shapes(g)
+    thresholded = op_of(g.node("t")).execute(g.node("t"), [out["c"]], [], ())
+    swapped = op_of(pool).execute(pool, [thresholded], [shapes["c"]], shapes[pool.name])
+    assert not np.array_equal(swapped, out["t"])
+
+
+def test_falling_thresholds_after_a_pool_are_refused_by_name():
+    with pytest.raises(
+        HardwareError,
+        match=r"node 't' \(MultiThreshold\): channels \[[\d, ]+\] fall as the accumulator "
+        r"rises \(direction -1\), and its input 'pool\d+' is a max pool",
+    ):
+        lower(_pool_then_falling())
+
+
+def test_falling_thresholds_after_an_add_are_refused_by_name():
+    """A stand-alone Thresholding unit never receives a direction (the exporter refuses
+    a falling activation after a sum; a hand-made graph is refused here)."""
+    b = GraphBuilder((4, 4, 2), seed=2)
+    b.conv(2, (3, 3))
+    c = b.thresholds(2)
+    s = b.add("input", c)
+    b.thresholds(2, src=s, falling=0.5, name="after_add")
+    b.dense(3, bias=True)
+    with pytest.raises(
+        HardwareError,
+        match=r"node 'after_add' \(MultiThreshold\): channels .* its input 'add\d+' "
+        r"\(AddStreams\) is not an MVAU or VVAU; a stand-alone Thresholding unit has no "
+        r"direction input",
+    ):
+        lower(b.output())
+
+
+def test_falling_thresholds_on_a_shared_accumulator_are_refused_by_name():
+    """Negating the rows of a unit that a second reader also reads would change what that
+    reader sees, so a falling threshold there is not fused and is refused."""
+    b = GraphBuilder((4, 4, 2), seed=4)
+    c = b.conv(4, (1, 1), padding=(0, 0), name="c")
+    t1 = b.thresholds(2, src=c, falling=0.5, name="t_fall")
+    t2 = b.thresholds(2, src=c, name="t_rise")
+    b.concat(t1, t2)
+    b.dense(3, bias=True)
+    with pytest.raises(
+        HardwareError, match=r"node 't_fall' .* its input 'c' is also read by \['t_rise'\]"
+    ):
+        lower(b.output())

@@ -28,7 +28,7 @@ def test_deep_compression_example_runs_on_the_sparse_engine(tmp_path, capsys):
     graph = Graph.load(ir)
     for n in (n for n in graph.nodes if n.op == "Dense"):
         layout = stored_layout(n)
-        assert layout is not None and layout.pes == 4
+        assert layout is not None and layout.pes == 1
         assert len(layout.codebook) <= 16  # 15 shared values + the zero: 4-bit codes
     # the encode row counts the bytes of exactly these layouts (Huffman-coded)
     enc = report["rows"][-1]["detail"]["layers"]

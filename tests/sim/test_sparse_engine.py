@@ -44,6 +44,11 @@ CASES = {
         {"sparse": engine(4, 8)},
     ),
     "d03_pe3": lambda: (sparse_mlp(96, [40], 10, 0.03, seed=3), {"sparse": engine(3, 4)}),
+    # negative batch-norm slopes: the engine applies the direction, the codebook stays K
+    "falling_shared": lambda: (
+        sparse_mlp(32, [16, 12], 6, 0.3, shared=5, falling=0.4, seed=13),
+        {"sparse": engine(4, 2)},
+    ),
     # column 5 and rows 2, 7 (PE 2 of 5) all zero; 1-bit indices force padding entries;
     # 12 rows over 5 PEs; the classifier has 3 rows for 5 PEs
     "degenerate": lambda: (
@@ -82,7 +87,9 @@ def test_verilator_equals_golden(tmp_path, name):
     )
 
 
-@pytest.mark.parametrize("name", ["d50_pe4", "degenerate", "signed_8bit", "mixed_dense_sparse"])
+@pytest.mark.parametrize(
+    "name", ["d50_pe4", "degenerate", "signed_8bit", "mixed_dense_sparse", "falling_shared"]
+)
 def test_icarus_equals_golden(tmp_path, name):
     g, settings = CASES[name]()
     x = sparse_inputs(g, 12, seed=8)
@@ -101,6 +108,16 @@ def test_degenerate_case_really_is_degenerate():
     fc1 = OPS["SparseMVAU"].layout(hw.node("fc1"))
     assert fc1.rows < fc1.pes
     assert sparse_inputs(g, 2)[0].sum() == 0  # vector 0 is all zero
+
+
+def test_falling_channels_are_applied_by_the_engine():
+    g, settings = CASES["falling_shared"]()
+    hw = lower(g, **settings)
+    fc0 = hw.node("fc0")
+    assert np.any(fc0.tensors["direction"] < 0)
+    assert "model_node" not in fc0.attrs  # direction * acc is not the model's Dense output
+    assert hw.node("mt0").op == "Thresholding" and hw.node("mt0").attrs["model_node"] == "mt0"
+    assert len(fc0.tensors["codebook"]) <= 5 + 1  # K shared values + the padding zero
 
 
 def test_backpressure_changes_no_result(tmp_path):
