@@ -85,8 +85,34 @@ class FoldingConfig(Section):
     simd: list[PositiveInt]
 
 
+class SparseEngineConfig(Section):
+    """The EIE-style sparse engine's settings (``hw:`` defaults, or one layer's)."""
+
+    pes: PositiveInt = 4  # rows interleaved over this many PEs (row i on PE i mod N)
+    queue_depth: Int = Field(8, ge=1, le=1024)  # activation queue per PE
+    index_bits: Int = Field(4, ge=1, le=16)  # relative row index (EIE: 4)
+    code_bits: Int = Field(4, ge=1, le=16)  # codebook index (EIE: 4; code 0 is the zero)
+    simd: PositiveInt | None = None  # inputs per beat; default: widest within max_port_bits
+
+
+class LayerHwConfig(SparseEngineConfig):
+    """``hw.layers.<name>``: one fully connected layer's engine and its settings."""
+
+    engine: Literal["dense", "sparse"] = "sparse"
+
+
 class HwConfig(Section):
     """``hw:`` hardware generation (lowering, folding, clock)."""
+
+    # dense: FINN-style MVAUs everywhere; sparse: every fully connected layer on the
+    # EIE-style engine (convolutions stay dense); hw.layers overrides per layer
+    engine: Literal["dense", "sparse"] = "dense"
+    pes: PositiveInt = 4
+    queue_depth: Int = Field(8, ge=1, le=1024)
+    index_bits: Int = Field(4, ge=1, le=16)
+    code_bits: Int = Field(4, ge=1, le=16)
+    sparse_simd: PositiveInt | None = None
+    layers: dict[str, LayerHwConfig] = Field(default_factory=dict)
 
     folding: Literal["auto"] | FoldingConfig = "auto"
     # auto: 64 for fully connected nets; for image nets the slowest sliding window at one
@@ -134,12 +160,18 @@ Fraction = Annotated[Float, Field(ge=0, lt=1)]
 
 
 class PruneStep(Section):
-    """Unstructured magnitude pruning, iterated over ``schedule`` (default: just ``sparsity``)."""
+    """Unstructured magnitude pruning, iterated over ``schedule`` (default: just ``sparsity``).
+
+    ``balance_pes: N`` prunes load-balance-aware (ESE): each layer keeps the same number
+    of non-zeros (+-1) in the rows of each of N PEs (row i on PE i mod N), so no PE of the
+    sparse engine waits for another; convolutions are balanced over output channels.
+    """
 
     sparsity: Fraction = 0.9
     scope: Literal["layer", "global"] = "global"
     schedule: list[Fraction] | None = None
     fine_tune_epochs: Int = Field(5, ge=0, le=10_000)
+    balance_pes: PositiveInt | None = None
 
 
 class PruneNeuronsStep(Section):
@@ -195,10 +227,13 @@ class FactorizeStep(Section):
 
 
 class EncodeStep(Section):
-    """Storage accounting from real encoded bytes (CSC, relative indices, Huffman)."""
+    """Storage accounting from real encoded bytes: the IR's weights in the sparse engine's
+    layout (per-PE CSC, relative indices, codebook; Huffman optional), stored in the IR."""
 
     index_bits: Int = Field(4, ge=1, le=16)
     huffman: Bool = True
+    pes: PositiveInt = 1  # fully connected layers' rows interleaved over this many PEs
+    code_bits: Int | None = Field(None, ge=1, le=16)  # None: the fewest holding the codebook
 
 
 class CompressStep(Section):

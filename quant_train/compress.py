@@ -29,7 +29,6 @@ from torch.nn.utils import prune as torch_prune
 from qfab.errors import ConfigError
 from quant_train.datasets import Dataset
 from quant_train.distillation import distillation_loss
-from quant_train.export_ir import quant_ints
 from quant_train.models import FloatMLP, QuantCNN, QuantMLP
 from quant_train.pruning import (
     iterative_prune,
@@ -275,6 +274,8 @@ class Pipeline:
         self.rows: list[Row] = []
         self.teacher: nn.Module | None = None
         self.storage: list[dict[str, Any]] | None = None
+        #: the 'encode' step's sparse layouts of the IR's Dense layers, by node name
+        self.layouts: dict[str, Any] = {}
 
     def _train(
         self,
@@ -331,8 +332,9 @@ class Pipeline:
                 schedule,
                 lambda m: self._train(m, s.fine_tune_epochs, "prune fine-tune", fine_lr),
                 s.scope,
+                s.balance_pes,
             )
-            self._record(f"prune {max(schedule):.0%} ({s.scope})", model)
+            self._record_prune(model, max(schedule), s.scope, s.balance_pes)
         elif step.kind == "prune_neurons":
             model = prune_neurons(model, s.fraction, s.criterion)
             model = self._train(model, s.fine_tune_epochs, "neuron fine-tune", fine_lr)
@@ -386,42 +388,87 @@ class Pipeline:
                     "compress: put 'quantize' before 'share' (weight sharing "
                     "keeps the exact integer pipeline only on a quantized model)"
                 )
-            from quant_train.share_model import freeze_sharing, share_weights
-
-            make_pruning_permanent(model)
-            share_weights(model, s.clusters, seed=self.cfg.train.seed)
-            model = self._train(model, s.fine_tune_epochs, "centroid fine-tune", fine_lr)
-            freeze_sharing(model)
-            clusters = s.clusters if isinstance(s.clusters, int) else max(s.clusters)
-            self._record(f"share k={clusters}", model)
+            model = self._share(model, s, fine_lr)
         elif step.kind == "encode":
             self._encode(model, s)
         return model
 
+    def _record_prune(
+        self, model: nn.Module, sparsity: float, scope: str, balance_pes: int | None
+    ) -> None:
+        """The prune row; balanced pruning also lists each layer's non-zeros per PE."""
+        if balance_pes is None:
+            self._record(f"prune {sparsity:.0%} ({scope})", model)
+            return
+        from quant_train.pruning import pe_nonzeros
+
+        self._record(
+            f"prune {sparsity:.0%} ({scope}, balanced over {balance_pes} PEs)",
+            model,
+            balance_pes=balance_pes,
+            pe_nonzeros={
+                name: pe_nonzeros(layer.weight, balance_pes)
+                for name, layer in prunable_layers(model)
+            },
+        )
+
+    def _share(self, model: nn.Module, s: Any, fine_lr: float) -> nn.Module:
+        """Share on the integer grid; fine-tune the centroids only if a layer lost levels.
+
+        When every layer already has at most K distinct non-zero integers the codebooks
+        are those integers and the model is unchanged, bit for bit: fine-tuning could
+        only move the batch norms, so it is skipped and the row says ``lossless``.
+        """
+        from quant_train.share_model import freeze_sharing, share_weights, sharing_report
+
+        make_pruning_permanent(model)
+        share_weights(model, s.clusters, seed=self.cfg.train.seed)
+        lossless = all(layer["lossless"] for layer in sharing_report(model))
+        epochs = 0 if lossless else s.fine_tune_epochs
+        model = self._train(model, epochs, "centroid fine-tune", fine_lr)
+        freeze_sharing(model)
+        clusters = s.clusters if isinstance(s.clusters, int) else max(s.clusters)
+        self._record(
+            f"share k={clusters}",
+            model,
+            lossless=lossless,
+            fine_tune_epochs=epochs,
+            layers=sharing_report(model),
+        )
+        return model
+
     def _encode(self, model: nn.Module, s: Any) -> None:
-        from quant_train.storage import encode_layer
+        """Encode every weight layer *of the IR* (the exporter's weights: NHWC column order,
+        shared codebooks as exported) in the sparse engine's layout, count its bytes, and
+        keep the fully connected layers' layouts for the IR (:attr:`layouts`)."""
+        from qfab.ops import OPS
+        from qfab.sparse import sparse_encode
+        from quant_train.export_ir import export_model
+        from quant_train.storage import encode_sparse_layout
 
         if not model.quantized:
             raise ConfigError("compress: 'encode' needs a quantized model; put 'quantize' first")
-        layers = []
-        for name, layer, _ in weight_layers(model):
-            w = quant_ints(layer.quant_weight())
+        graph = export_model(model, {"compress": "encode"})
+        layers, self.layouts = [], {}
+        for node in graph.nodes:
+            if node.op not in ("Dense", "Conv2d"):
+                continue
+            w = OPS[node.op].weight(node)
             w2 = w.reshape(len(w), -1)
-            clusters = getattr(layer, "qfab_clusters", None)
-            codebook = np.unique(w2[w2 != 0]) if clusters is not None else None
-            enc = encode_layer(
-                w2,
-                weight_bits=model.quant_config["weight_bits"],
-                index_bits=s.index_bits,
-                codebook=codebook,
-                huffman=s.huffman,
-                name=name,
-            )
-            layers.append(enc)
+            codebook = node.tensors.get("codebook")
+            values = len(np.unique(w2[w2 != 0])) if codebook is None else len(codebook)
+            code_bits = s.code_bits or max(1, values.bit_length())  # values + the zero
+            pes = s.pes if node.op == "Dense" else 1
+            layout = sparse_encode(w2, pes, s.index_bits, code_bits, codebook, node.name)
+            layers.append(encode_sparse_layout(layout, huffman=s.huffman, name=node.name))
+            if node.op == "Dense":
+                self.layouts[node.name] = layout
         total = sum(e.total_bytes for e in layers)
         acc = accuracy(predict(model, self.data.x_test), self.data.y_test)
         _, nonzero, macs = count(model)
-        what = f"CSC {s.index_bits}-bit rel. index" + (" + Huffman" if s.huffman else "")
+        what = f"CSC {s.index_bits}-bit rel. index, {s.pes} PE" + (
+            " + Huffman" if s.huffman else ""
+        )
         self.storage = [e.as_dict() for e in layers]
         self.rows.append(
             Row(

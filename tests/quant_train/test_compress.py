@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from qfab.config import parse_config
@@ -257,3 +258,69 @@ def test_binary_mlp_reaches_90_percent_on_digits(digits):
     assert accuracy(predict(model, digits.x_test), digits.y_test) >= 0.90
     eq = compare_brevitas_to_golden(model, export_model(model), digits.x_test)
     assert eq.mismatches == 0, eq.first_mismatch
+
+
+def test_share_is_lossless_when_k_covers_the_levels_and_fine_tunes_only_lossy_layers(digits):
+    """4-bit weights have at most 14 non-zero levels: share k=16 changes no integer, runs no
+    fine-tuning and says so; with k=3 on one layer only that layer loses levels, the
+    others keep every integer although the batch norms are fine-tuned around them."""
+    from quant_train.export_ir import quant_ints
+    from quant_train.pruning import prunable_layers
+
+    front = [
+        {"prune": {"sparsity": 0.6, "fine_tune_epochs": 1}},
+        {"quantize": {"weight_bits": 4, "act_bits": 4, "epochs": 2}},
+    ]
+
+    def run(share):
+        pipe = Pipeline(config(front + share, epochs=2), digits)
+        model = pipe.run()
+        ints = {n: quant_ints(m.quant_weight()) for n, m in prunable_layers(model)}
+        return pipe, ints
+
+    quantized, want = run([])
+    lossless, ints = run([{"share": {"clusters": 16, "fine_tune_epochs": 2}}])
+    row = lossless.rows[-1]
+    assert row.step == "share k=16" and row.detail["lossless"] is True
+    assert row.detail["fine_tune_epochs"] == 0
+    assert row.accuracy == quantized.rows[-1].accuracy
+    for layer in row.detail["layers"]:
+        assert layer["lossless"] and len(layer["codebook"]) <= 14
+        np.testing.assert_array_equal(ints[layer["layer"]], want[layer["layer"]])
+
+    mixed, ints = run([{"share": {"clusters": [16, 3, 16], "fine_tune_epochs": 1}}])
+    row = mixed.rows[-1]
+    assert row.detail["lossless"] is False and row.detail["fine_tune_epochs"] == 1
+    assert [layer["lossless"] for layer in row.detail["layers"]] == [True, False, True]
+    np.testing.assert_array_equal(ints["fc0"], want["fc0"])
+    np.testing.assert_array_equal(ints["fc2"], want["fc2"])
+    w = ints["fc1"]
+    np.testing.assert_array_equal(np.unique(w[w != 0]), row.detail["layers"][1]["codebook"])
+    assert len(row.detail["layers"][1]["codebook"]) <= 3
+
+
+def test_balanced_prune_step_records_nonzeros_per_pe(digits):
+    cfg = config(
+        [
+            {
+                "prune": {
+                    "sparsity": 0.8,
+                    "schedule": [0.5, 0.8],
+                    "balance_pes": 4,
+                    "fine_tune_epochs": 1,
+                }
+            },
+        ],
+        epochs=1,
+    )
+    pipe = Pipeline(cfg, digits)
+    pipe.run()
+    row = pipe.rows[-1]
+    assert row.step == "prune 80% (global, balanced over 4 PEs)"
+    assert row.detail["balance_pes"] == 4
+    for name, counts in row.detail["pe_nonzeros"].items():
+        assert len(counts) == 4 and max(counts) - min(counts) <= 1, (name, counts)
+    weights = 64 * 32 + 32 * 16 + 16 * 10
+    assert row.params == pytest.approx(0.2 * weights, abs=2)
+    with pytest.raises(ConfigError, match=r"prune.balance_pes = 0 is not allowed; allowed: >= 1"):
+        config([{"prune": {"balance_pes": 0}}])

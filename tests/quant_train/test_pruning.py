@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from qfab.errors import ConfigError
 from quant_train.equality import compare_brevitas_to_golden
@@ -14,6 +15,8 @@ from quant_train.pruning import (
     magnitude_prune,
     make_pruning_permanent,
     neuron_scores,
+    pe_nonzeros,
+    prunable_layers,
     prune_neurons,
     sparsity,
 )
@@ -137,3 +140,118 @@ def test_conv_filter_pruning_equals_silencing_those_filters(digits):
     np.testing.assert_allclose(
         predict(small, digits.x_test), predict(model, digits.x_test), rtol=1e-4, atol=1e-4
     )
+
+
+# ------------------------------------------------ load-balance-aware pruning (ESE, FPGA'17)
+
+
+def per_pe(model, pes):
+    return {name: pe_nonzeros(layer.weight, pes) for name, layer in prunable_layers(model)}
+
+
+def assert_balanced(model, pes):
+    for name, counts in per_pe(model, pes).items():
+        assert max(counts) - min(counts) <= 1, (name, counts)
+
+
+@pytest.mark.parametrize(("scope", "pes"), [("layer", 3), ("global", 2)])
+def test_balanced_schedule_gives_every_pe_the_same_nonzeros(digits, scope, pes):
+    """Iterative prune -> fine-tune with balance_pes: after every step and its fine-tuning
+    each PE's rows (row i on PE i mod N) hold equal (+-1) non-zeros in every layer, the
+    sparsity is reached exactly, and the model still exports exactly."""
+    model = trained(digits)
+    layers = prunable_layers(model)
+    total = sum(m.weight.numel() for _, m in layers)
+    for target in (0.5, 0.8, 0.9):
+        magnitude_prune(model, target, scope, balance_pes=pes)
+        assert_balanced(model, pes)
+        zeros = {name: int((m.weight == 0).sum()) for name, m in layers}
+        if scope == "layer":
+            for name, m in layers:
+                assert zeros[name] == round(target * m.weight.numel()), name
+        else:
+            assert sum(zeros.values()) == round(target * total)
+        before = per_pe(model, pes)
+        fine_tune(digits, epochs=1)(model)
+        assert per_pe(model, pes) == before  # the mask holds while fine-tuning
+    exact(make_pruning_permanent(model), digits)
+
+
+def test_global_balanced_keeps_the_global_threshold_per_layer_counts(digits):
+    """scope=global: each layer keeps as many weights as unbalanced global pruning (the
+    global threshold decides the count), only where they sit within the layer changes."""
+    import copy
+
+    model = trained(digits)
+    plain = magnitude_prune(copy.deepcopy(model), 0.85, "global")
+    balanced = magnitude_prune(model, 0.85, "global", balance_pes=4)
+    assert {k: round(v, 6) for k, v in sparsity(plain).items()} == {
+        k: round(v, 6) for k, v in sparsity(balanced).items()
+    }
+    unbalanced = per_pe(plain, 4)
+    assert any(max(c) - min(c) > 1 for c in unbalanced.values()), unbalanced
+    assert_balanced(balanced, 4)
+
+
+def test_balance_wins_when_a_pe_owns_too_few_rows_for_its_share(digits):
+    """10 classifier rows on 4 PEs: PEs 2 and 3 own 2 rows (48 weights). At 10% sparsity
+    an even share (54) does not fit there, so every PE is cut to 48 (+1): the layer is
+    balanced and a little sparser than asked, never unbalanced."""
+    model = magnitude_prune(trained(digits, epochs=1), 0.1, "layer", balance_pes=4)
+    counts = per_pe(model, 4)
+    assert counts["fc2"] == [49, 49, 48, 48]
+    assert_balanced(model, 4)
+    for name, m in prunable_layers(model):
+        assert int((m.weight == 0).sum()) >= round(0.1 * m.weight.numel()), name
+
+
+def test_balanced_pruning_through_iterative_prune_and_more_pes_than_rows(digits):
+    """16 PEs on a 10-row classifier: the 10 PEs that own a row are balanced."""
+    model = iterative_prune(
+        trained(digits, epochs=2), [0.5, 0.9], fine_tune(digits, 1), "layer", balance_pes=16
+    )
+    counts = per_pe(model, 16)
+    assert len(counts["fc2"]) == 10 and max(counts["fc2"]) - min(counts["fc2"]) <= 1
+    assert_balanced(model, 16)
+    assert all(s == pytest.approx(0.9, abs=0.01) for s in sparsity(model).values())
+
+
+def test_one_pe_is_plain_per_layer_magnitude_pruning(digits):
+    import copy
+
+    model = trained(digits, epochs=1)
+    plain = make_pruning_permanent(magnitude_prune(copy.deepcopy(model), 0.7, "layer"))
+    one = make_pruning_permanent(magnitude_prune(model, 0.7, "layer", balance_pes=1))
+    for (name, a), (_, b) in zip(prunable_layers(plain), prunable_layers(one), strict=True):
+        assert torch.equal(a.weight != 0, b.weight != 0), name
+
+
+def test_default_pruning_is_not_balanced_and_unchanged(digits):
+    """balance_pes=None (the default) is the unstructured pruning it always was."""
+    import copy
+
+    model = trained(digits, epochs=1)
+    a = make_pruning_permanent(magnitude_prune(copy.deepcopy(model), 0.8, "layer"))
+    b = make_pruning_permanent(magnitude_prune(model, 0.8, "layer", balance_pes=None))
+    for (_, x), (_, y) in zip(prunable_layers(a), prunable_layers(b), strict=True):
+        assert torch.equal(x.weight, y.weight)
+
+
+def test_conv_layers_are_balanced_over_output_channels(digits):
+    from quant_train.models import float_cnn
+
+    seed_everything(0)
+    model = float_cnn((8, 8, 1), [(8, 3, 1, 2), (6, 3, 1, 2)], [12], 10)
+    train_classifier(model, digits.x_train, digits.y_train, TrainSettings(epochs=1))
+    magnitude_prune(model, 0.6, "global", balance_pes=4)
+    assert_balanced(model, 4)
+    assert [len(c) for c in per_pe(model, 4).values()] == [4, 4, 4, 4]
+
+
+@pytest.mark.parametrize("bad", [0, -2, True, 2.5, "4"])
+def test_bad_pe_counts_are_refused_naming_the_key(digits, bad):
+    model = trained(digits, epochs=1)
+    with pytest.raises(ConfigError, match=r"prune.balance_pes = .* is not allowed; allowed: integ"):
+        magnitude_prune(model, 0.5, "layer", balance_pes=bad)
+    with pytest.raises(ConfigError, match=r"prune.balance_pes = .* is not allowed"):
+        iterative_prune(model, [0.5], fine_tune(digits, 1), balance_pes=bad)
