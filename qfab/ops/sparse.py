@@ -30,7 +30,7 @@ from qfab.sparse import layout_of, sparse_decode
 from qfab.values import IntRange
 
 
-def engine_bound(layout, simd: int, out_elems: int) -> int:
+def engine_bound(layout, out_elems: int) -> int:
     """Cycles per frame when every input is non-zero (see :class:`SparseMVAU`).
 
     The broadcaster pushes every column plus an end-of-frame token, a PE spends
@@ -136,6 +136,4 @@ class SparseMVAU(StreamOp):
         return IntRange(np.minimum(acc.lo, 0), np.maximum(acc.hi, 0))
 
     def cycles(self, node, in_shapes, shape):
-        return engine_bound(
-            self.layout(node), int(node.attrs.get("simd", 1)), int(node.attrs.get("pe", 1))
-        )
+        return engine_bound(self.layout(node), int(node.attrs.get("pe", 1)))

@@ -46,12 +46,9 @@ def test_lowering_keeps_every_value(name):
     assert activations <= pooled  # a threshold before a pool reappears as the pool's output
 
 
-def test_each_pass_is_exact_on_its_own():
-    g, _ = DESIGNS["branchy"]()
-    x = vectors(g)
-    want = run_golden_int(g, x).logits
-    step = Graph(g.copy().nodes)
-    for p in (
+def structural_sequence() -> list:
+    """The lowering passes in :func:`lower`'s order, up to the folding, run one by one."""
+    return [
         LowerConv(),
         LowerDense(),
         LowerLayout(),
@@ -59,7 +56,15 @@ def test_each_pass_is_exact_on_its_own():
         FuseThresholds(),
         ToXnor(),
         SetFolding(target_cycles=48),
-    ):
+    ]
+
+
+def test_each_pass_is_exact_on_its_own():
+    g, _ = DESIGNS["branchy"]()
+    x = vectors(g)
+    want = run_golden_int(g, x).logits
+    step = Graph(g.copy().nodes)
+    for p in structural_sequence():
         before = [(n.name, n.op, dict(n.attrs)) for n in step.nodes]
         step = p.apply(step)
         np.testing.assert_array_equal(run_golden_int(step, x).logits, want, err_msg=repr(p))
@@ -309,15 +314,7 @@ def test_each_pass_is_exact_on_its_own_with_falling_channels():
     x = vectors(g)
     want = run_golden_int(g, x).logits
     step = Graph(g.copy().nodes)
-    for p in (
-        LowerConv(),
-        LowerDense(),
-        LowerLayout(),
-        MovePoolPastThresholds(),
-        FuseThresholds(),
-        ToXnor(),
-        SetFolding(target_cycles=48),
-    ):
+    for p in structural_sequence():
         step = p.apply(step)
         np.testing.assert_array_equal(run_golden_int(step, x).logits, want, err_msg=repr(p))
         assert compare_levels(g, step, x) is None, repr(p)
