@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from rich.console import Console
 from qfab.errors import ConfigError, QfabError
 
 EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
 
 def make_console() -> Console:
@@ -164,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qfab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader left (`qfab info m.qfab.npz | head`): not an error, and Python would
+        # print a traceback when it flushes stdout at exit unless stdout goes nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -413,10 +413,44 @@ def parse_config(data: Any, source: str = "config") -> Config:
 def load_config(path: str | Path) -> Config:
     """Read and validate a YAML config file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a folder; give a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); a config is a YAML text file"
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
     return parse_config(data, str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key written twice in one mapping is an error: plain
+    YAML keeps the last one silently, so a second ``model:`` would undo the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's problem and where it is (line and column, 1-based), on one line: its own
+    message spreads over several lines with a copy of the offending text."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context", None)
+    text = f"{context}: {problem}" if context else problem
+    if mark is not None:
+        text += f" at line {mark.line + 1}, column {mark.column + 1}"
+    return text

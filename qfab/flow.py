@@ -162,8 +162,13 @@ def atomic_output(out: Path) -> Iterator[Path]:
     created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
     tmp = None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        except OSError as exc:  # a parent that is a file, a read-only or virtual file system
+            raise ConfigError(
+                f"--out {out}: cannot create a folder there ({exc.strerror}: {exc.filename})"
+            ) from None
         yield tmp
         umask = os.umask(0)
         os.umask(umask)
@@ -187,7 +192,8 @@ def atomic_output(out: Path) -> Iterator[Path]:
 def run_flow(
     cfg: Config, out: Path, console: Console | None = None, from_ir: Path | None = None
 ) -> dict[str, Any]:
-    """Run every stage, write ``out/{model.qfab.npz, rtl/, report.json}``; return the report.
+    """Run every stage, write ``out/{model.qfab.npz, model.onnx, rtl/, report.json}``;
+    return the report.
 
     ``from_ir``: start from an exported IR file (e.g. ``qfab compress``'s
     ``model.qfab.npz``) instead of training; the data set still gives the test vectors.
@@ -233,6 +239,12 @@ def _run_stages(cfg: Config, work: Path, console: Console, from_ir: Path | None)
         report["mismatch"] = (
             f"RTL != golden on {rtl_eq['mismatches']}/{rtl_eq['vectors']} "
             f"vectors; first: {rtl_eq['first_mismatch']}"
+        )
+    qonnx_eq = report["equality"].get("qonnx_vs_golden")
+    if qonnx_eq and qonnx_eq.get("mismatches") and not report.get("mismatch"):
+        report["mismatch"] = (
+            f"QONNX (qonnx's executor) != golden on {qonnx_eq['mismatches']}/"
+            f"{qonnx_eq['vectors']} vectors; first: {qonnx_eq['first_mismatch']}"
         )
     _write_report(work, report)
     print_summary(console, report)
@@ -379,6 +391,8 @@ def _hardware(
         graph.lowered = hw
         graph.save(work / "model.qfab.npz")
     stored = Graph.load(work / "model.qfab.npz")
+    with log.stage("qonnx", "QONNX: write model.onnx, run it with qonnx == golden"):
+        report["equality"]["qonnx_vs_golden"] = _qonnx(stored, x_pool[: len(x_check)], work)
     with log.stage("rtl", "generate RTL from the IR file (one unit per hardware node)"):
         design = generate_verilog(stored.lowered, work / "rtl", clock_mhz=cfg.hw.clock_mhz)
         lint = _lint(work / "rtl", design)
@@ -463,6 +477,22 @@ def _sparse_perf(hw: Graph, x_int: np.ndarray, report: dict[str, Any]) -> None:
     report["sparse"] = rows
 
 
+def _qonnx(graph: Graph, x: np.ndarray, work: Path) -> dict[str, Any]:
+    """Write the model graph as ``model.onnx`` (for FINN / hls4ml users) and run that file
+    with qonnx's executor: a third, independent opinion that must equal golden. A model
+    whose integers float32 cannot carry (2^24 or more) gets no file, and the report says
+    why; the hardware does not depend on it."""
+    from qfab.errors import ExportError
+    from quant_train.export_qonnx import compare_qonnx_to_golden, export_qonnx, load_qonnx
+
+    try:
+        path = export_qonnx(graph, work / "model.onnx")
+    except ExportError as exc:
+        return {"path": None, "skipped": str(exc)}
+    check = compare_qonnx_to_golden(graph, load_qonnx(path), x)
+    return {"path": path.name, **check.as_dict()}
+
+
 def _lint(design_dir: Path, design: dict[str, Any]) -> dict[str, Any]:
     """``verilator --lint-only -Wall`` on the generated design (expected: nothing)."""
     from sim.lint import verilator_lint
@@ -482,13 +512,18 @@ def _simulate(
     log: StageLog,
     report: dict[str, Any],
 ) -> dict[str, Any]:
+    from qfab.extremes import extreme_vectors
     from sim.compare import compare_rtl_to_golden
     from sim.runner import load_manifest, run_cocotb
 
     pool = np.concatenate([data.x_test, data.x_train])
     n = min(cfg.sim.vectors, len(pool))
-    x_int = quantize_input(graph.nodes[0], pool[:n])
-    what = f"level 2: RTL == golden, {n} vectors on {cfg.sim.simulator}"
+    # the extreme vectors first: every accumulator's derived min and max per channel,
+    # wherever reachable, which data vectors almost never reach (qfab.extremes)
+    extremes = extreme_vectors(graph)
+    x_int = np.concatenate([extremes.vectors, quantize_input(graph.nodes[0], pool[:n])])
+    counts = f"{len(extremes)} extreme + {n} data vectors"
+    what = f"level 2: RTL == golden, {counts} on {cfg.sim.simulator}"
     manifest = load_manifest(work / "rtl")
     with log.stage("sim", what):
         result = run_cocotb(
@@ -499,7 +534,8 @@ def _simulate(
             seed=cfg.train.seed,
             build_dir=work / "sim_build",
         )
-        eq = compare_rtl_to_golden(graph, x_int, result, manifest["output"]["model_node"])
+        tapped = [t["model_node"] for t in manifest["taps"]]
+        eq = compare_rtl_to_golden(graph, x_int, result, manifest["output"]["model_node"], tapped)
     shutil.rmtree(work / "sim_build", ignore_errors=True)  # large, and rebuilt on demand
     measured = result.cycles_per_frame
     bound = report["perf"]["cycles_per_frame"]["model"]
@@ -514,7 +550,15 @@ def _simulate(
     }
     report["perf"]["latency_cycles"]["measured"] = result.latency_cycles
     report["perf"]["total_cycles"] = result.total_cycles
-    return {"simulator": cfg.sim.simulator, **eq}
+    reached = extremes.summary()
+    reached["lines"] = [r.describe() for r in extremes.reach.values()]
+    return {
+        "simulator": cfg.sim.simulator,
+        **eq,
+        "data_vectors": n,
+        "extreme_vectors": len(extremes),
+        "extremes": reached,
+    }
 
 
 @contextmanager
@@ -564,6 +608,14 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
         table.add_row(
             f"RTL == golden ({r['simulator']})",
             f"{r['mismatches']} mismatches / {r['vectors']} vectors",
+        )
+    if "qonnx_vs_golden" in eq:
+        q = eq["qonnx_vs_golden"]
+        table.add_row(
+            "QONNX == golden (qonnx)",
+            q["skipped"]
+            if "skipped" in q
+            else f"{q['mismatches']} mismatches / {q['vectors']} vectors",
         )
     cpf = report["perf"]["cycles_per_frame"]
     if cpf["measured"] is not None:

@@ -122,7 +122,7 @@ class Graph:
             op = op_of(n, where, level)
             for inp in n.inputs:
                 if inp not in seen:
-                    raise IRError(f"{loc}: input '{inp}' is not an earlier node")
+                    raise IRError(f"{loc}: {_why_not_earlier(self, n, inp)}")
             op.validate(n, loc)
             seen.add(n.name)
         if not self.nodes or self.nodes[0].op != "InputQuant":
@@ -153,9 +153,11 @@ class Graph:
             arrays.update(
                 {f"hw/{n.name}/{k}": v for n in self.lowered.nodes for k, v in n.tensors.items()}
             )
-        arrays["header.json"] = np.frombuffer(
-            json.dumps(header, default=_json_default).encode(), dtype=np.uint8
-        )
+        try:
+            text = json.dumps(header, default=_json_default)
+        except (TypeError, ValueError) as exc:  # meta is free-form: a set, an object
+            raise IRError(f"{path}: the header cannot be written as JSON ({exc})") from None
+        arrays["header.json"] = np.frombuffer(text.encode(), dtype=np.uint8)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         try:
@@ -169,34 +171,115 @@ class Graph:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Graph:
-        """Read and validate an IR file; every problem is an :class:`IRError` naming it."""
+        """Read and validate an IR file; every problem is an :class:`IRError` naming the
+        file (and the node, attr or tensor) and what is allowed."""
         path = Path(path)
-        if not path.is_file():
-            raise IRError(f"{path}: IR file not found")
-        try:
-            data = np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
-            header = json.loads(bytes(data["header.json"]).decode())
-            if not isinstance(header, dict):
-                raise ValueError("header is not a JSON object")
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise IRError(f"{path}: not a qfab IR file ({exc})") from None
-        except Exception as exc:  # zipfile.BadZipFile and friends from a damaged file
-            raise IRError(f"{path}: not a qfab IR file ({type(exc).__name__}: {exc})") from None
-        if header.get("format") != "qfab-ir" or header.get("version") not in READABLE_VERSIONS:
-            raise IRError(
-                f"{path}: format {header.get('format')!r} version {header.get('version')!r};"
-                f" this qfab reads qfab-ir versions {list(READABLE_VERSIONS)}"
-            )
+        data = _open_archive(path)
+        header = _read_header(path, data)
         graph = cls(_read_nodes(path, data, header.get("nodes"), ""), _meta(path, header))
         hw = header.get("hardware")
         if hw is not None:
             if not isinstance(hw, dict):
                 raise IRError(f"{path}: 'hardware' in the header is not a JSON object")
             graph.lowered = cls(_read_nodes(path, data, hw.get("nodes"), "hw/"), _meta(path, hw))
+        _check_no_stray_members(path, data, graph)
         graph.validate(str(path))
         if graph.lowered is not None:
             _check_same_results(graph, str(path))
         return graph
+
+
+#: The keys of the JSON header (``hardware`` only when lowered).
+HEADER_KEYS = ("format", "version", "meta", "nodes", "hardware")
+#: The keys of one node entry in the header, and what each must be.
+NODE_KEYS = {
+    "name": "a string",
+    "op": "a string",
+    "inputs": "a list of node names",
+    "attrs": "a JSON object",
+    "tensors": "a list of tensor names",
+}
+
+
+def _open_archive(path: Path) -> Any:
+    """The ``.npz`` archive, refused with a reason when it cannot be one: NumPy would
+    try to unpickle a file that is not a zip, and a truncated zip is a ``BadZipFile``."""
+    if path.is_dir():
+        raise IRError(f"{path}: is a folder, not an IR file (a .qfab.npz file)")
+    if not path.is_file():
+        raise IRError(f"{path}: IR file not found")
+    raw = path.read_bytes()
+    if not raw:
+        raise IRError(f"{path}: not a qfab IR file (the file is empty)")
+    if not raw.startswith(b"PK"):
+        raise IRError(f"{path}: not a qfab IR file (not a .npz archive: no zip signature)")
+    try:
+        return np.load(io.BytesIO(raw), allow_pickle=False)
+    except Exception as exc:  # zipfile.BadZipFile, zlib.error, ... from a damaged file
+        raise IRError(
+            f"{path}: not a qfab IR file (truncated or damaged archive: "
+            f"{type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _read_header(path: Path, data: Any) -> dict[str, Any]:
+    """The JSON header, with its format and version checked before anything else."""
+    if "header.json" not in data.files:
+        raise IRError(
+            f"{path}: not a qfab IR file (no header.json in the archive; members: "
+            f"{sorted(data.files)[:5]})"
+        )
+    try:
+        header = json.loads(bytes(data["header.json"]).decode())
+    except Exception as exc:  # a damaged member, bad UTF-8 or bad JSON
+        raise IRError(
+            f"{path}: not a qfab IR file (header.json cannot be read: {type(exc).__name__}: {exc})"
+        ) from None
+    if not isinstance(header, dict):
+        raise IRError(f"{path}: not a qfab IR file (header is not a JSON object)")
+    if header.get("format") != "qfab-ir":
+        raise IRError(f"{path}: not a qfab IR file (format {header.get('format')!r})")
+    version = header.get("version")
+    readable = f"{READABLE_VERSIONS[0]}..{READABLE_VERSIONS[-1]}"
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise IRError(f"{path}: format version {version!r}; this qfab reads versions {readable}")
+    if version > READABLE_VERSIONS[-1]:
+        raise IRError(
+            f"{path}: format version {version} is newer than this qfab reads ({readable}); "
+            "upgrade qfab"
+        )
+    if version not in READABLE_VERSIONS:
+        raise IRError(
+            f"{path}: format version {version} is older than this qfab reads ({readable}); "
+            "export the model again"
+        )
+    if extra := sorted(set(header) - set(HEADER_KEYS)):
+        raise IRError(f"{path}: unknown header keys {extra}; allowed: {', '.join(HEADER_KEYS)}")
+    return header
+
+
+def _check_no_stray_members(path: Path, data: Any, graph: Graph) -> None:
+    """Every array in the archive belongs to a node: a stray one means the header and the
+    arrays disagree (a rename or a tensor the header forgot), so neither can be trusted."""
+    known = {"header.json"}
+    for prefix, g in (("", graph), ("hw/", graph.lowered)):
+        if g is not None:
+            known |= {f"{prefix}{n.name}/{k}" for n in g.nodes for k in n.tensors}
+    if stray := sorted(set(data.files) - known):
+        raise IRError(f"{path}: archive members {stray[:5]} belong to no node tensor in the header")
+
+
+def _why_not_earlier(graph: Graph, node: Node, inp: str) -> str:
+    """Why ``node`` may not read ``inp``: a node reads only nodes listed before it (the
+    graph is in topological order), so a loop or a missing node is refused here."""
+    if inp == node.name:
+        return f"input '{inp}' is the node itself (a cycle); a node reads only earlier nodes"
+    if graph.has(inp):
+        return (
+            f"input '{inp}' comes later in the node list (a cycle or nodes out of order); "
+            "nodes must be in topological order"
+        )
+    return f"input '{inp}' names no node; nodes: {[n.name for n in graph.nodes]}"
 
 
 def _check_levels(model: Graph, hw: Graph, where: str) -> None:
@@ -267,22 +350,46 @@ def _check_same_results(graph: Graph, where: str) -> None:
 
 
 def _read_nodes(path: Path, data: Any, headers: Any, prefix: str) -> list[Node]:
+    """The node entries of one graph level, each with its tensors from the archive."""
+    level = "hardware graph" if prefix else "header"
     if not isinstance(headers, list):
-        raise IRError(f"{path}: header has no node list")
-    nodes = []
-    for h in headers:
+        raise IRError(f"{path}: {level} has no node list")
+    nodes: list[Node] = []
+    for i, h in enumerate(headers):
         if not isinstance(h, dict):
             raise IRError(f"{path}: a node entry in the header is not a JSON object: {h!r:.60}")
-        try:
-            name = h["name"]
-            tensors = {k: data[f"{prefix}{name}/{k}"] for k in h["tensors"]}
-            nodes.append(Node(name, h["op"], list(h["inputs"]), dict(h["attrs"]), tensors))
-        except KeyError as exc:
-            raise IRError(f"{path}: node {h.get('name', '?')!r} lacks {exc}") from None
-        except Exception as exc:  # a damaged member of the archive
-            raise IRError(
-                f"{path}: node {h.get('name', '?')!r} cannot be read ({type(exc).__name__}: {exc})"
-            ) from None
+        entry = f"{path}: {level} node #{i} ({h.get('name', '?')!r})"
+        if missing := [k for k in NODE_KEYS if k not in h]:
+            raise IRError(f"{entry} lacks {missing}")
+        if extra := sorted(set(h) - set(NODE_KEYS)):
+            raise IRError(f"{entry}: unknown keys {extra}; allowed: {', '.join(NODE_KEYS)}")
+        for key, want in NODE_KEYS.items():
+            value = h[key]
+            ok = {
+                "a string": isinstance(value, str),
+                "a JSON object": isinstance(value, dict),
+            }.get(want, isinstance(value, list) and all(isinstance(v, str) for v in value))
+            if not ok:
+                raise IRError(f"{entry}: '{key}' = {value!r:.40} is not allowed; allowed: {want}")
+        name = h["name"]
+        if any(n.name == name for n in nodes):
+            raise IRError(f"{entry}: duplicate node name '{name}'; node names are unique")
+        tensors = {}
+        for k in h["tensors"]:
+            member = f"{prefix}{name}/{k}"
+            if member not in data.files:
+                raise IRError(
+                    f"{path}: node '{name}': tensor '{k}' is missing from the archive "
+                    f"(no member '{member}')"
+                )
+            try:
+                tensors[k] = data[member]
+            except Exception as exc:  # a damaged member of the archive
+                raise IRError(
+                    f"{path}: node '{name}': tensor '{k}' cannot be read "
+                    f"({type(exc).__name__}: {exc})"
+                ) from None
+        nodes.append(Node(name, h["op"], list(h["inputs"]), dict(h["attrs"]), tensors))
     return nodes
 
 

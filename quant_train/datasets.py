@@ -21,11 +21,13 @@ changing ``train.seed`` changes the model, never which images are test images.
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,13 +94,18 @@ def read_idx(path: Path) -> np.ndarray:
         except (OSError, EOFError) as exc:
             raise DataError(f"{path}: corrupt or truncated gzip ({exc})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {raw[:4].hex()})")
+        raise DataError(
+            f"{path}: not an IDX file of unsigned bytes (magic {raw[:4].hex() or 'none'}; "
+            "allowed: 000008 then the number of axes)"
+        )
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
+        raise DataError(
+            f"{path}: truncated IDX header ({len(raw)} bytes; {ndim} axes need {header})"
+        )
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims))
+    expected = math.prod(dims)  # Python ints: four 2^32 sizes must not wrap around
     payload = len(raw) - header
     if payload != expected:
         raise DataError(
@@ -168,14 +175,41 @@ def load_idx_folder(name: str, folder: Path | None) -> Dataset:
 # ---------------------------------------------------------------- CIFAR-10 (python pickles)
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles only what a CIFAR-10 batch holds (dicts, lists, bytes, NumPy arrays): a
+    pickle may name any Python callable, and this file comes from the user's disk."""
+
+    ALLOWED: frozenset[tuple[str, str]] = frozenset(
+        (module, name)
+        for module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "ndarray", "dtype", "scalar")
+    ) | {
+        ("numpy.core.numeric", "_frombuffer"),  # protocol 5 arrays
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # bytes in a protocol 0-2 pickle written by Python 3
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise DataError(
+                f"it refers to '{module}.{name}'; a batch holds only dicts, lists, bytes "
+                "and NumPy arrays"
+            )
+        return super().find_class(module, name)
+
+
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"{path}: CIFAR-10 batch not found")
     try:
         with path.open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+            batch = _BatchUnpickler(f, encoding="bytes").load()
+    except DataError as exc:
         raise DataError(f"{path}: not a CIFAR-10 python batch ({exc})") from None
+    except Exception as exc:  # a damaged pickle raises almost anything
+        raise DataError(
+            f"{path}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"{path}: a CIFAR-10 batch needs b'data' and b'labels' entries")
     data = np.asarray(batch[b"data"])

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from qfab.errors import ToolError
+from qfab.errors import MismatchError, ToolError
 from qfab.values import Element
 
 SIMULATORS = ("verilator", "icarus")
@@ -225,14 +225,16 @@ def run_cocotb(
     for i, tap in enumerate(tap_list):
         words = [int(v) for v in res[f"tap{i}"]]
         per_frame = int(tap["beats_per_frame"])
-        frames = len(words) // per_frame
-        if frames:
-            el = element_of(tap)
-            recorded[tap["model_node"]] = el.decode(
-                unpack_beats(
-                    words[: frames * per_frame], tap["elems_per_beat"], el.bits, frames, per_frame
-                )
+        frames, extra = divmod(len(words), per_frame)
+        if extra:  # a partial frame is wrong hardware, never dropped
+            raise MismatchError(
+                f"{simulator}: tap '{tap['model_node']}' delivered {len(words)} beats, not a "
+                f"whole number of {per_frame}-beat frames"
             )
+        el = element_of(tap)  # every listed tap is recorded, empty too: compare sees it
+        recorded[tap["model_node"]] = el.decode(
+            unpack_beats(words, tap["elems_per_beat"], el.bits, frames, per_frame)
+        )
     measured = float(res["cycles_per_frame"])
     latency = int(res["latency_cycles"])
     flows = {inst: (res[f"flow{i}_in"], res[f"flow{i}_out"]) for i, inst in enumerate(watch or [])}

@@ -82,6 +82,7 @@ def lower(
     graph is not changed; attach the result as its ``lowered``.
     """
     g = Graph(graph.copy().nodes, {})
+    g.validate("model graph")  # a pass must never be the first to meet an invalid model
     passes = structural_passes()
     if sparse and (sparse.get("default") or sparse.get("layers")):
         passes.insert(1, LowerSparse(sparse.get("default"), sparse.get("layers"), max_port_bits))

@@ -18,11 +18,17 @@ def addr_bits(depth: int) -> int:
 
 
 def pack_word(values: Sequence[int], bits: int) -> int:
-    """Elements -> one word, element 0 at the least significant bits (two's complement)."""
+    """Elements -> one word, element 0 at the least significant bits (two's complement).
+
+    A value that ``bits`` cannot hold (neither as signed nor as unsigned) is a generator
+    bug, a width derived too narrow: refused, never masked into a wrong constant."""
     mask = (1 << bits) - 1
     word = 0
     for i, v in enumerate(values):
-        word |= (int(v) & mask) << (i * bits)
+        v = int(v)
+        if not -(1 << (bits - 1)) <= v <= mask:
+            raise ValueError(f"pack_word: element {i} = {v} does not fit {bits} bits")
+        word |= (v & mask) << (i * bits)
     return word
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from qfab.cli import main
+from qfab.extremes import extreme_vectors
 from qfab.ir import Graph
 
 pytestmark = pytest.mark.slow
@@ -24,16 +25,29 @@ def test_run_writes_ir_rtl_report_and_all_equalities_hold(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", str(cfg), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "RTL == golden (icarus)" in printed and "0 mismatches / 30 vectors" in printed
+    # the extreme vectors (qfab.extremes) go first, then the 30 data vectors
+    extremes = extreme_vectors(Graph.load(out / "model.qfab.npz"))
+    simulated = len(extremes) + 30
+    assert "RTL == golden (icarus)" in printed and f"0 mismatches / {simulated} vectors" in printed
+    assert "QONNX == golden (qonnx)" in printed and "0 mismatches / 1000 vectors" in printed
+    assert (out / "model.onnx").is_file()
     report = json.loads((out / "report.json").read_text())
     assert report["equality"]["brevitas_vs_golden"]["mismatches"] == 0
     assert report["equality"]["brevitas_vs_golden"]["vectors"] == 360
-    assert report["equality"]["rtl_vs_golden"] == {
+    rtl = report["equality"]["rtl_vs_golden"]
+    assert {k: v for k, v in rtl.items() if k != "extremes"} == {
         "simulator": "icarus",
-        "vectors": 30,
+        "vectors": simulated,
         "mismatches": 0,
         "first_mismatch": None,
+        "data_vectors": 30,
+        "extreme_vectors": len(extremes),
     }
+    # every first-layer channel's derived min and max was among the simulated vectors
+    fc0 = rtl["extremes"]["layers"]["fc0"]
+    assert fc0 == {"channels": 24, "max_reached": 24, "min_reached": 24}
+    line = "fc0: reached the derived max on 24/24 channels, the min on 24/24"
+    assert line in rtl["extremes"]["lines"]
     cpf = report["perf"]["cycles_per_frame"]
     assert cpf["model"] == 48 and cpf["measured"] == pytest.approx(48, rel=0.05)
     assert report["resources"]["LUT"] > 0 and report["resources"]["tool"] == "yosys"
@@ -79,6 +93,22 @@ def test_conv_arch_runs_on_hardware(tmp_path, capsys):
     assert cpf["model"] == 8 * 8 * 9  # auto target: conv0's window, one tap per cycle
     assert cpf["measured"] == pytest.approx(cpf["model"], rel=0.05)
     assert 0.1 < report["accuracy"]["float"] <= 1  # the float twin of the conv net trained
+    # model.onnx beside the IR: the model graph in QONNX, run by qonnx's executor == golden
+    assert report["equality"]["qonnx_vs_golden"] == {
+        "path": "model.onnx",
+        "vectors": 1000,
+        "mismatches": 0,
+        "first_mismatch": None,
+    }
+    from quant_train.datasets import load_dataset
+    from quant_train.export_qonnx import compare_qonnx_to_golden, load_qonnx
+
+    check = compare_qonnx_to_golden(
+        Graph.load(out / "model.qfab.npz"),
+        load_qonnx(out / "model.onnx"),
+        load_dataset("digits").x_test,
+    )
+    assert check.vectors == 360 and check.mismatches == 0, check.first_mismatch
 
 
 def test_compress_command_writes_table_json_and_exact_ir(tmp_path, capsys):

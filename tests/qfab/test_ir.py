@@ -43,7 +43,7 @@ def test_weight_range_is_symmetric_and_bipolar_for_one_bit():
         ),
         (lambda g: g.nodes[1].tensors["weight"].__setitem__((0, 0), 99), "outside"),
         (lambda g: g.nodes[1].attrs.pop("weight_bits"), "missing attrs"),
-        (lambda g: setattr(g.nodes[3], "inputs", ["nowhere"]), "not an earlier node"),
+        (lambda g: setattr(g.nodes[3], "inputs", ["nowhere"]), "input .nowhere. names no node"),
         (lambda g: g.nodes[3].tensors.__setitem__("weight", np.zeros((4, 5), np.int64)), "inputs"),
     ],
 )

@@ -1,4 +1,10 @@
-"""cocotb bench of ``add_stream``: two random streams in, their shifted sum out, any stalls."""
+"""cocotb bench of ``add_stream``: two random streams in, their shifted sum out, any stalls.
+
+The second test, ``add_survives_long_stalls_and_a_reset_mid_frame``, runs the same
+reference through :func:`tests.rtl.streams.stalls_and_reset_mid_frame`: long bubbles and
+``tready`` drops, optionally a reset in the middle of a frame, then every frame again,
+exact to the word.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,15 @@ import numpy as np
 from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 
 from tests.rtl.harness import unit_case
-from tests.rtl.streams import StreamSink, StreamSource, pack, reset, unpack
+from tests.rtl.streams import (
+    Stalls,
+    StreamSink,
+    StreamSource,
+    pack,
+    reset,
+    stalls_and_reset_mid_frame,
+    unpack,
+)
 
 
 def draw(rng: np.random.Generator, bits: int, signed: bool, shape: tuple[int, ...]) -> np.ndarray:
@@ -21,21 +35,30 @@ def wrap(v: np.ndarray, bits: int, signed: bool) -> np.ndarray:
     return np.where(v >> (bits - 1), v - (1 << bits), v) if signed else v
 
 
+def operands(case: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int], list[int]]:
+    """Random a, b [frames, beats, ELEMS] of the case, the reference sum, both word lists."""
+    p = case["params"]
+    elems, out_bits = p["ELEMS"], p["OUT_BITS"]
+    a_bits, a_signed, b_bits, b_signed = p["A_BITS"], p["A_SIGNED"], p["B_BITS"], p["B_SIGNED"]
+    frames, beats = case.get("frames", 3), case.get("beats", 8)
+    rng = np.random.default_rng(case.get("seed", 0))
+    a = draw(rng, a_bits, bool(a_signed), (frames, beats, elems))
+    b = draw(rng, b_bits, bool(b_signed), (frames, beats, elems))
+    ref = wrap((a << p["SHIFT_A"]) + (b << p["SHIFT_B"]), out_bits, bool(a_signed or b_signed))
+    words_a = [pack(list(a[f, i]), a_bits) for f in range(frames) for i in range(beats)]
+    words_b = [pack(list(b[f, i]), b_bits) for f in range(frames) for i in range(beats)]
+    return a, b, ref, words_a, words_b
+
+
 @cocotb.test()
 async def add_matches_reference(dut) -> None:
     case = unit_case()
     p = case["params"]
     elems, out_bits = p["ELEMS"], p["OUT_BITS"]
-    a_bits, a_signed, b_bits, b_signed = p["A_BITS"], p["A_SIGNED"], p["B_BITS"], p["B_SIGNED"]
-    frames, beats = case.get("frames", 3), case.get("beats", 8)
+    out_signed = bool(p["A_SIGNED"] or p["B_SIGNED"])
+    beats = case.get("beats", 8)
     seed = case.get("seed", 0)
-    rng = np.random.default_rng(seed)
-    a = draw(rng, a_bits, bool(a_signed), (frames, beats, elems))
-    b = draw(rng, b_bits, bool(b_signed), (frames, beats, elems))
-    out_signed = bool(a_signed or b_signed)
-    ref = wrap((a << p["SHIFT_A"]) + (b << p["SHIFT_B"]), out_bits, out_signed)
-    words_a = [pack(list(a[f, i]), a_bits) for f in range(frames) for i in range(beats)]
-    words_b = [pack(list(b[f, i]), b_bits) for f in range(frames) for i in range(beats)]
+    a, b, ref, words_a, words_b = operands(case)
     n = len(words_a)
 
     await reset(dut)
@@ -68,3 +91,21 @@ async def add_matches_reference(dut) -> None:
         # beat i is taken from both inputs at edge i+1 and leaves one cycle later
         want = [i + 2 for i in range(n)]
         assert sink.cycles == want, f"output cycles {sink.cycles[:8]}..., expected {want[:8]}..."
+
+
+@cocotb.test()
+async def add_survives_long_stalls_and_a_reset_mid_frame(dut) -> None:
+    case = unit_case()
+    out_bits = case["params"]["OUT_BITS"]
+    _, _, ref, words_a, words_b = operands(case)
+    expected = [pack(list(beat), out_bits) for beat in ref.reshape(-1, ref.shape[-1])]
+    await reset(dut)
+    await stalls_and_reset_mid_frame(
+        dut,
+        {"s0_axis": words_a, "s1_axis": words_b},
+        {"m_axis": expected},
+        frames=len(ref),
+        stalls=Stalls.from_case(case),
+        seed=case.get("seed", 0),
+        reset_mid_frame=case["reset_mid_frame"],
+    )

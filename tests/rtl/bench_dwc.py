@@ -6,6 +6,11 @@ cycle, from the sink's recorded cycles over whole periods of lcm(IN, OUT) elemen
 the first), and the latency of the first output word (cycles from the edge that accepted
 the input beat completing it to the edge that took it): 0 for a wire, 1 when one count
 divides the other, 2 otherwise.
+
+The second test, ``dwc_survives_long_stalls_and_a_reset_mid_frame``, runs the same
+reference through :func:`tests.rtl.streams.stalls_and_reset_mid_frame`: long bubbles and
+``tready`` drops, optionally a reset in the middle of a frame, then every frame again,
+exact to the word.
 """
 
 from __future__ import annotations
@@ -17,7 +22,15 @@ import cocotb
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 
 from tests.rtl.harness import unit_case
-from tests.rtl.streams import StreamSink, StreamSource, pack, reset, unpack
+from tests.rtl.streams import (
+    Stalls,
+    StreamSink,
+    StreamSource,
+    pack,
+    reset,
+    stalls_and_reset_mid_frame,
+    unpack,
+)
 
 RATE_SLACK = 0.02  # the measured steady-state rate may be at most 2 % below the nominal
 
@@ -41,6 +54,14 @@ async def record_accepts(dut, cycles: list[int]) -> None:
             cycles.append(cycle)
 
 
+def random_elements(case: dict) -> list[int]:
+    """IN_ELEMS * OUT_ELEMS * frames random elements: a whole number of words on both sides."""
+    p = case["params"]
+    total = p["IN_ELEMS"] * p["OUT_ELEMS"] * case.get("frames", 8)
+    rng = random.Random(case.get("seed", 0))
+    return [rng.randrange(1 << p["EBITS"]) for _ in range(total)]
+
+
 @cocotb.test()
 async def dwc_keeps_every_element_in_order(dut) -> None:
     case = unit_case()
@@ -48,8 +69,7 @@ async def dwc_keeps_every_element_in_order(dut) -> None:
     bits, n_in, n_out = p["EBITS"], p["IN_ELEMS"], p["OUT_ELEMS"]
     total = n_in * n_out * case.get("frames", 8)
     seed = case.get("seed", 0)
-    rng = random.Random(seed)
-    elems = [rng.randrange(1 << bits) for _ in range(total)]
+    elems = random_elements(case)
     await reset(dut)
     source = StreamSource(dut, "s_axis", case.get("in_stall", 0.0), seed=seed + 1)
     sink = StreamSink(dut, "m_axis", case.get("out_stall", 0.0), seed=seed + 2)
@@ -80,3 +100,22 @@ async def dwc_keeps_every_element_in_order(dut) -> None:
             f"steady state {rate:.3f} elements per cycle, expected {nominal} "
             f"(one beat per cycle on the {'input' if n_in < n_out else 'output'} side)"
         )
+
+
+@cocotb.test()
+async def dwc_survives_long_stalls_and_a_reset_mid_frame(dut) -> None:
+    """A "frame" here is IN_ELEMS * OUT_ELEMS elements: OUT_ELEMS words in, IN_ELEMS out."""
+    case = unit_case()
+    p = case["params"]
+    bits, n_in, n_out = p["EBITS"], p["IN_ELEMS"], p["OUT_ELEMS"]
+    elems = random_elements(case)
+    await reset(dut)
+    await stalls_and_reset_mid_frame(
+        dut,
+        {"s_axis": [pack(elems[i : i + n_in], bits) for i in range(0, len(elems), n_in)]},
+        {"m_axis": [pack(elems[i : i + n_out], bits) for i in range(0, len(elems), n_out)]},
+        frames=case.get("frames", 8),
+        stalls=Stalls.from_case(case),
+        seed=case.get("seed", 0),
+        reset_mid_frame=case["reset_mid_frame"],
+    )

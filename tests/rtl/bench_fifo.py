@@ -1,4 +1,10 @@
-"""cocotb bench of ``fifo_stream``: words out in order under stalls; capacity, rate, latency."""
+"""cocotb bench of ``fifo_stream``: words out in order under stalls; capacity, rate, latency.
+
+The second test, ``fifo_survives_long_stalls_and_a_reset_mid_frame``, runs the same
+reference through :func:`tests.rtl.streams.stalls_and_reset_mid_frame`: long bubbles and
+``tready`` drops, optionally a reset in the middle of a frame, then every frame again,
+exact to the word.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,13 @@ from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeo
 from cocotb.utils import get_sim_time
 
 from tests.rtl.harness import unit_case
-from tests.rtl.streams import StreamSink, StreamSource, reset
+from tests.rtl.streams import (
+    Stalls,
+    StreamSink,
+    StreamSource,
+    reset,
+    stalls_and_reset_mid_frame,
+)
 
 PERIOD_NS = 10
 LATENCY = 2  # memory write, memory read into the output register
@@ -31,15 +43,22 @@ async def fill_blocked(dut, words: list[int], cycles: int) -> int:
     return taken
 
 
+def random_words(case: dict) -> list[int]:
+    """``frames`` frames of ``beats`` random WIDTH-bit words (default 2 * DEPTH + 5 beats)."""
+    p = case["params"]
+    n = case.get("frames", 3) * case.get("beats", 2 * p["DEPTH"] + 5)
+    rng = random.Random(case.get("seed", 0))
+    return [rng.randrange(1 << p["WIDTH"]) for _ in range(n)]
+
+
 @cocotb.test()
 async def fifo_keeps_every_word_in_order(dut) -> None:
     case = unit_case()
     p = case["params"]
-    width, depth = p["WIDTH"], p["DEPTH"]
-    frames, beats = case.get("frames", 3), case.get("beats", 2 * depth + 5)
+    depth = p["DEPTH"]
+    beats = case.get("beats", 2 * depth + 5)
     seed = case.get("seed", 0)
-    rng = random.Random(seed)
-    words = [rng.randrange(1 << width) for _ in range(frames * beats)]
+    words = random_words(case)
     n = len(words)
 
     await reset(dut)
@@ -80,3 +99,19 @@ async def fifo_keeps_every_word_in_order(dut) -> None:
         # from empty, word i goes in at edge i+1 and comes out LATENCY edges later
         want = [i + 1 + (0 if first else LATENCY) for i in range(n)]
         assert sink.cycles == want, f"output cycles {sink.cycles[:8]}..., expected {want[:8]}..."
+
+
+@cocotb.test()
+async def fifo_survives_long_stalls_and_a_reset_mid_frame(dut) -> None:
+    case = unit_case()
+    words = random_words(case)
+    await reset(dut)
+    await stalls_and_reset_mid_frame(
+        dut,
+        {"s_axis": words},
+        {"m_axis": words},
+        frames=case.get("frames", 3),
+        stalls=Stalls.from_case(case),
+        seed=case.get("seed", 0),
+        reset_mid_frame=case["reset_mid_frame"],
+    )

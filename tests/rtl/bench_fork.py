@@ -1,4 +1,10 @@
-"""cocotb bench of ``fork_stream``: every output gets every beat once, in order, any stalls."""
+"""cocotb bench of ``fork_stream``: every output gets every beat once, in order, any stalls.
+
+The second test, ``fork_survives_long_stalls_and_a_reset_mid_frame``, runs the same
+reference through :func:`tests.rtl.streams.stalls_and_reset_mid_frame`: long bubbles and
+``tready`` drops, optionally a reset in the middle of a frame, then every frame again,
+exact to the word.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeo
 from cocotb.utils import get_sim_time
 
 from tests.rtl.harness import unit_case
-from tests.rtl.streams import StreamSource, reset
+from tests.rtl.streams import Port, Stalls, StreamSource, reset, stalls_and_reset_mid_frame
 
 PERIOD_NS = 10
 
@@ -92,3 +98,22 @@ async def fork_broadcasts_every_beat(dut) -> None:
             assert sinks.cycles[k] == want, (
                 f"output {k} cycles {sinks.cycles[k][:8]}..., expected {want[:8]}..."
             )
+
+
+@cocotb.test()
+async def fork_survives_long_stalls_and_a_reset_mid_frame(dut) -> None:
+    """Each output its own sink on its bit of ``m_axis_tready``, stalling on its own."""
+    case = unit_case()
+    p = case["params"]
+    rng = random.Random(case.get("seed", 0))
+    words = [rng.randrange(1 << p["WIDTH"]) for _ in range(case["frames"] * case["beats"])]
+    await reset(dut)
+    await stalls_and_reset_mid_frame(
+        dut,
+        {"s_axis": words},
+        {Port("m_axis", k): words for k in range(p["N"])},
+        frames=case["frames"],
+        stalls=Stalls.from_case(case),
+        seed=case.get("seed", 0),
+        reset_mid_frame=case["reset_mid_frame"],
+    )

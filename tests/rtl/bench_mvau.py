@@ -6,6 +6,11 @@ stalls; phase 2, on the then idle unit, sends the rest back to back with the out
 ready and checks the latency of its first frame and the steady-state cycles per frame.
 Every output word is compared with :func:`expected_outputs`; the first mismatch fails,
 naming frame, output channel, expected and actual value.
+
+The second test, ``mvau_survives_long_stalls_and_a_reset_mid_frame``, runs the same
+reference through :func:`tests.rtl.streams.stalls_and_reset_mid_frame`: long bubbles and
+``tready`` drops, optionally a reset in the middle of a frame, then every frame again,
+exact to the word.
 """
 
 from __future__ import annotations
@@ -17,7 +22,15 @@ import numpy as np
 from cocotb.triggers import RisingEdge, with_timeout
 
 from tests.rtl.harness import unit_case
-from tests.rtl.streams import StreamSink, StreamSource, pack, reset, unpack
+from tests.rtl.streams import (
+    Stalls,
+    StreamSink,
+    StreamSource,
+    pack,
+    reset,
+    stalls_and_reset_mid_frame,
+    unpack,
+)
 
 #: pipeline stages after the issue cycles (S1 dot, S2 acc, S3 thr, S4 out) + the handshake,
 #: with a one-stage tree and no product register; each further tree stage
@@ -170,3 +183,30 @@ async def mvau_matches_reference(dut) -> None:
         f"steady state {spacing:.2f} cycles/frame, expected {ideal} (NF*SF or NF*K)"
     )
     dut._log.info(f"latency {latency} cycles, {spacing:.2f} cycles/frame (ideal {ideal})")
+
+
+def output_words(p: dict[str, int], want: np.ndarray) -> list[int]:
+    """Reference ``[frames, MH]`` -> output words of PE channels (OUT_BITS two's complement)."""
+    pe = p["PE"]
+    return [pack(list(row), p["OUT_BITS"]) for row in want.reshape(-1, pe)]
+
+
+@cocotb.test()
+async def mvau_survives_long_stalls_and_a_reset_mid_frame(dut) -> None:
+    """The case's first ``frames`` frames: input beats of a frame (SF or K * NF) and its
+    NF output words are a "frame" of the scenario."""
+    case = unit_case()
+    p = case["params"]
+    frames = case["frames"]
+    x = np.asarray(case["x"], dtype=np.int64)[:frames]
+    want = expected_outputs(case)[:frames]
+    await reset(dut)
+    await stalls_and_reset_mid_frame(
+        dut,
+        {"s_axis": input_beats(p, x)},
+        {"m_axis": output_words(p, want)},
+        frames=frames,
+        stalls=Stalls.from_case(case),
+        seed=case.get("seed", 0),
+        reset_mid_frame=case["reset_mid_frame"],
+    )

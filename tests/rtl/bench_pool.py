@@ -1,4 +1,10 @@
-"""cocotb bench of ``pool_stream``: random images in, per-window channel maxima out, any stalls."""
+"""cocotb bench of ``pool_stream``: random images in, per-window channel maxima out, any stalls.
+
+The second test, ``pool_survives_long_stalls_and_a_reset_mid_frame``, runs the same
+reference through :func:`tests.rtl.streams.stalls_and_reset_mid_frame`: long bubbles and
+``tready`` drops, optionally a reset in the middle of a frame, then every frame again,
+exact to the word.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,15 @@ from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
 
 from tests.rtl.harness import unit_case
-from tests.rtl.streams import StreamSink, StreamSource, pack, reset, unpack
+from tests.rtl.streams import (
+    Stalls,
+    StreamSink,
+    StreamSource,
+    pack,
+    reset,
+    stalls_and_reset_mid_frame,
+    unpack,
+)
 
 PERIOD_NS = 10
 LATENCY = 1  # output register
@@ -29,6 +43,15 @@ def reference(img: np.ndarray, kh: int, kw: int) -> np.ndarray:
     return win.max(axis=(2, 4))
 
 
+def random_images(case: dict) -> np.ndarray:
+    """``frames`` random images [frames, H, W, C] of EBITS-bit (SIGNED or not) elements."""
+    p = case["params"]
+    bits = p["EBITS"]
+    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if p["SIGNED"] else (0, 1 << bits)
+    rng = np.random.default_rng(case.get("seed", 0))
+    return rng.integers(lo, hi, size=(case.get("frames", 3), p["H"], p["W"], p["C"]))
+
+
 @cocotb.test()
 async def pool_matches_reference(dut) -> None:
     case = unit_case()
@@ -37,18 +60,10 @@ async def pool_matches_reference(dut) -> None:
     elems, bits, signed = p["ELEMS"], p["EBITS"], bool(p["SIGNED"])
     frames = case.get("frames", 3)
     cf = c // elems
-    rng = np.random.default_rng(case.get("seed", 0))
-    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
-    img = rng.integers(lo, hi, size=(frames, h, w, c))
+    img = random_images(case)
     ref = reference(img, kh, kw)
     oh, ow = ref.shape[1], ref.shape[2]
-    words_in = [
-        pack(list(img[f, y, x, j * elems : (j + 1) * elems]), bits)
-        for f in range(frames)
-        for y in range(h)
-        for x in range(w)
-        for j in range(cf)
-    ]
+    words_in = [pack(list(beat), bits) for beat in img.reshape(-1, elems)]
     n_out = frames * oh * ow * cf
 
     await reset(dut)
@@ -91,3 +106,22 @@ async def pool_matches_reference(dut) -> None:
                         last = (f * h * w + pixel) * cf + j
                         want.append(last + 1 + LATENCY)
         assert sink.cycles == want, f"output cycles {sink.cycles[:8]}..., expected {want[:8]}..."
+
+
+@cocotb.test()
+async def pool_survives_long_stalls_and_a_reset_mid_frame(dut) -> None:
+    case = unit_case()
+    p = case["params"]
+    elems, bits = p["ELEMS"], p["EBITS"]
+    img = random_images(case)
+    ref = reference(img, p["KH"], p["KW"])
+    await reset(dut)
+    await stalls_and_reset_mid_frame(
+        dut,
+        {"s_axis": [pack(list(beat), bits) for beat in img.reshape(-1, elems)]},
+        {"m_axis": [pack(list(beat), bits) for beat in ref.reshape(-1, elems)]},
+        frames=len(img),
+        stalls=Stalls.from_case(case),
+        seed=case.get("seed", 0),
+        reset_mid_frame=case["reset_mid_frame"],
+    )

@@ -1,4 +1,10 @@
-"""cocotb bench of ``shuffle_stream``: random pixels in, channels shuffled out, any stalls."""
+"""cocotb bench of ``shuffle_stream``: random pixels in, channels shuffled out, any stalls.
+
+The second test, ``shuffle_survives_long_stalls_and_a_reset_mid_frame``, runs the same
+reference through :func:`tests.rtl.streams.stalls_and_reset_mid_frame`: long bubbles and
+``tready`` drops, optionally a reset in the middle of a frame, then every frame again,
+exact to the word.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,15 @@ from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
 
 from tests.rtl.harness import unit_case
-from tests.rtl.streams import StreamSink, StreamSource, pack, reset, unpack
+from tests.rtl.streams import (
+    Stalls,
+    StreamSink,
+    StreamSource,
+    pack,
+    reset,
+    stalls_and_reset_mid_frame,
+    unpack,
+)
 
 PERIOD_NS = 10
 
@@ -20,17 +34,28 @@ async def timed_send(source: StreamSource, words: list[int]) -> int:
     return round((get_sim_time("ns") - start) / PERIOD_NS)
 
 
+def random_pixels(case: dict) -> np.ndarray:
+    """Random [frames, pixels, C] EBITS-bit elements."""
+    p = case["params"]
+    rng = np.random.default_rng(case.get("seed", 0))
+    shape = (case.get("frames", 3), case.get("pixels", 4), p["C"])
+    return rng.integers(0, 1 << p["EBITS"], size=shape)
+
+
+def shuffled_from(c: int, g: int) -> list[int]:
+    """Input channel of each output channel: ChannelShuffle of G groups over C channels."""
+    return [(j % g) * (c // g) + j // g for j in range(c)]
+
+
 @cocotb.test()
 async def shuffle_matches_reference(dut) -> None:
     case = unit_case()
     p = case["params"]
     c, g, elems, bits = p["C"], p["G"], p["ELEMS"], p["EBITS"]
-    frames, pixels = case.get("frames", 3), case.get("pixels", 4)
+    pixels = case.get("pixels", 4)
     cf = c // elems
     seed = case.get("seed", 0)
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, 1 << bits, size=(frames, pixels, c))
-    source_of = [(j % g) * (c // g) + j // g for j in range(c)]
+    x, source_of = random_pixels(case), shuffled_from(c, g)
     ref = x[..., source_of]
     words_in = [pack(list(row), bits) for row in x.reshape(-1, elems)]
     n = len(words_in)
@@ -66,3 +91,22 @@ async def shuffle_matches_reference(dut) -> None:
         # to mark the buffer full and one in the output register
         want = [i + cf + 2 for i in range(n)]
         assert sink.cycles == want, f"output cycles {sink.cycles[:8]}..., expected {want[:8]}..."
+
+
+@cocotb.test()
+async def shuffle_survives_long_stalls_and_a_reset_mid_frame(dut) -> None:
+    case = unit_case()
+    p = case["params"]
+    elems, bits = p["ELEMS"], p["EBITS"]
+    x = random_pixels(case)
+    ref = x[..., shuffled_from(p["C"], p["G"])]
+    await reset(dut)
+    await stalls_and_reset_mid_frame(
+        dut,
+        {"s_axis": [pack(list(row), bits) for row in x.reshape(-1, elems)]},
+        {"m_axis": [pack(list(row), bits) for row in ref.reshape(-1, elems)]},
+        frames=len(x),
+        stalls=Stalls.from_case(case),
+        seed=case.get("seed", 0),
+        reset_mid_frame=case["reset_mid_frame"],
+    )

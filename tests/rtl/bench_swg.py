@@ -5,6 +5,11 @@ The case gives the module parameters, ``frames`` (sent back to back), ``in_stall
 the steady-state frame period (spacing of the last beats of consecutive frames, from the
 second frame on) must be within 2% of max(output beats, input beats) per frame, and the
 first output beat must follow the last input beat it needs by the documented latency.
+
+The second test, ``swg_survives_long_stalls_and_a_reset_mid_frame``, runs the same
+reference through :func:`tests.rtl.streams.stalls_and_reset_mid_frame`: long bubbles and
+``tready`` drops, optionally a reset in the middle of a frame, then every frame again,
+exact to the word.
 """
 
 from __future__ import annotations
@@ -17,7 +22,15 @@ import numpy as np
 from cocotb.triggers import RisingEdge, with_timeout
 
 from tests.rtl.harness import unit_case
-from tests.rtl.streams import StreamSink, StreamSource, pack, reset, unpack
+from tests.rtl.streams import (
+    Stalls,
+    StreamSink,
+    StreamSource,
+    pack,
+    reset,
+    stalls_and_reset_mid_frame,
+    unpack,
+)
 
 LATENCY_EDGES = 3  # input accepted at edge e -> output beat on m_axis after edge e+2
 
@@ -33,6 +46,18 @@ def windows(image: np.ndarray, p: dict) -> np.ndarray:
         for ox in range(ow):
             out[oy, ox] = padded[oy * sh : oy * sh + kh, ox * sw : ox * sw + kw, :]
     return out
+
+
+def random_images(case: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``frames`` random H x W x C images and their codes on the wire (bipolar: 0/1)."""
+    p = case["params"]
+    shape = (case.get("frames", 3), p["H"], p["W"], p["C"])
+    rng = np.random.default_rng(case.get("seed", 0))
+    if p["IN_BIPOLAR"]:
+        images = rng.choice(np.array([-1, 1]), size=shape)
+        return images, (images > 0).astype(np.int64)
+    images = rng.integers(0, 1 << p["EBITS"], size=shape)
+    return images, images
 
 
 async def monitor(dut, log: dict[str, list[int]]) -> None:
@@ -55,14 +80,7 @@ async def swg_emits_every_window(dut) -> None:
     ebits, obits, elems, taps = p["EBITS"], p["OBITS"], p["ELEMS"], p["TAPS"]
     bipolar = bool(p["IN_BIPOLAR"])
     frames = case.get("frames", 3)
-    rng = np.random.default_rng(case.get("seed", 0))
-
-    if bipolar:
-        images = rng.choice(np.array([-1, 1]), size=(frames, h, w, c))
-        codes = (images > 0).astype(np.int64)
-    else:
-        images = rng.integers(0, 1 << ebits, size=(frames, h, w, c))
-        codes = images
+    images, codes = random_images(case)
     in_words = [pack(list(chunk), ebits) for chunk in codes.reshape(-1, elems)]
     ref = np.stack([windows(img, p) for img in images])  # [F, OH, OW, KH, KW, C]
     _, oh, ow = ref.shape[:3]
@@ -117,3 +135,23 @@ async def swg_emits_every_window(dut) -> None:
         assert lat == LATENCY_EDGES, f"first beat {lat} cycles after its last input beat"
         dut._log.info("frame periods %s (ideal %d), latency %d", spacing, period, lat)
     dut._log.info("%d frames, %d beats checked (%d x %d windows)", frames, total, oh, ow)
+
+
+@cocotb.test()
+async def swg_survives_long_stalls_and_a_reset_mid_frame(dut) -> None:
+    """Output words: TAPS * ELEMS window elements each, in im2col order (bipolar as 2-bit
+    two's complement -1/+1)."""
+    case = unit_case()
+    p = case["params"]
+    images, codes = random_images(case)
+    flat = np.stack([windows(img, p) for img in images]).reshape(-1, p["TAPS"] * p["ELEMS"])
+    await reset(dut)
+    await stalls_and_reset_mid_frame(
+        dut,
+        {"s_axis": [pack(list(chunk), p["EBITS"]) for chunk in codes.reshape(-1, p["ELEMS"])]},
+        {"m_axis": [pack(list(beat), p["OBITS"]) for beat in flat]},
+        frames=len(images),
+        stalls=Stalls.from_case(case),
+        seed=case.get("seed", 0),
+        reset_mid_frame=case["reset_mid_frame"],
+    )

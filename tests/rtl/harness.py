@@ -36,11 +36,14 @@ def run_unit_bench(
     bench: str,
     case: Mapping[str, Any] | None = None,
     simulator: str = "icarus",
+    testcase: str | None = None,
 ) -> None:
     """Build ``toplevel`` with ``parameters``, run cocotb module ``bench`` on it.
 
     ``case`` is passed to the bench as JSON (``QFAB_UNIT_CASE``) together with the
-    parameters (under ``"params"``). Raises ``AssertionError`` when the bench fails.
+    parameters (under ``"params"``). ``testcase`` names the one cocotb test of ``bench``
+    to run (a bench module may hold several scenarios); all of them when ``None``.
+    Raises ``AssertionError`` when the bench fails.
     """
     from cocotb_tools.runner import get_results, get_runner
 
@@ -66,6 +69,7 @@ def run_unit_bench(
         results = runner.test(
             hdl_toplevel=toplevel,
             test_module=bench,
+            test_filter=rf"\.{testcase}$" if testcase else None,
             build_dir=build,
             test_dir=build,
             extra_env={**env, "QFAB_UNIT_CASE": payload},

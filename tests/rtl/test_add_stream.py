@@ -17,9 +17,10 @@ CASES = {
     }.items()
 }
 SOURCES = [rtl_source("add_stream.v")]
+LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
-def run(tmp_path, name, simulator="icarus", **case):
+def run(tmp_path, name, simulator="icarus", testcase="add_matches_reference", **case):
     run_unit_bench(
         tmp_path,
         toplevel="add_stream",
@@ -28,6 +29,7 @@ def run(tmp_path, name, simulator="icarus", **case):
         bench="tests.rtl.bench_add",
         case=case,
         simulator=simulator,
+        testcase=testcase,
     )
 
 
@@ -50,6 +52,22 @@ def test_add_verilator(tmp_path):
         seed=7,
         in_stall=0.5,
         out_stall=0.2,
+    )
+
+
+@pytest.mark.parametrize("reset_mid_frame", [False, True], ids=["long_stalls", "reset_mid_frame"])
+def test_add_long_stalls_and_reset_mid_frame(tmp_path, reset_mid_frame):
+    """Bubbles and tready drops of up to 32 cycles on all three ports; with a reset while a
+    frame is half through: no word lost, duplicated or left over from before the reset."""
+    run(
+        tmp_path,
+        "signed_shift_b_e3",
+        testcase="add_survives_long_stalls_and_a_reset_mid_frame",
+        frames=4,
+        beats=9,
+        seed=5,
+        **LONG_STALLS,
+        reset_mid_frame=reset_mid_frame,
     )
 
 

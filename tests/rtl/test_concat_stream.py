@@ -17,9 +17,10 @@ CASES = {
     }.items()
 }
 SOURCES = [rtl_source("concat_stream.v")]
+LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
-def run(tmp_path, name, simulator="icarus", **case):
+def run(tmp_path, name, simulator="icarus", testcase="concat_matches_reference", **case):
     run_unit_bench(
         tmp_path,
         toplevel="concat_stream",
@@ -28,6 +29,7 @@ def run(tmp_path, name, simulator="icarus", **case):
         bench="tests.rtl.bench_concat",
         case=case,
         simulator=simulator,
+        testcase=testcase,
     )
 
 
@@ -50,6 +52,22 @@ def test_concat_verilator(tmp_path):
         seed=9,
         in_stall=0.4,
         out_stall=0.3,
+    )
+
+
+@pytest.mark.parametrize("reset_mid_frame", [False, True], ids=["long_stalls", "reset_mid_frame"])
+def test_concat_long_stalls_and_reset_mid_frame(tmp_path, reset_mid_frame):
+    """Bubbles and tready drops of up to 32 cycles on every port; with a reset while a
+    frame is half through: no word lost, duplicated or left over from before the reset."""
+    run(
+        tmp_path,
+        "signed_unsigned_widen_e3",
+        testcase="concat_survives_long_stalls_and_a_reset_mid_frame",
+        frames=4,
+        pixels=5,
+        seed=6,
+        **LONG_STALLS,
+        reset_mid_frame=reset_mid_frame,
     )
 
 

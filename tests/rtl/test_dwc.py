@@ -26,9 +26,19 @@ CASES = [
 ]
 VERILATOR = [(16, 10, 5), (2, 13, 24)]  # the others on Icarus
 SOURCES = [rtl_source("stream_dwc.v")]
+LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
+LONG_STALL_CASES = [(2, 1, 4), (3, 4, 2), (1, 6, 4), (2, 2, 3)]  # up, down, neither (> and <)
 
 
-def run(tmp_path, ebits, n_in, n_out, simulator="icarus", **case):
+def run(
+    tmp_path,
+    ebits,
+    n_in,
+    n_out,
+    simulator="icarus",
+    testcase="dwc_keeps_every_element_in_order",
+    **case,
+):
     run_unit_bench(
         tmp_path,
         toplevel="stream_dwc",
@@ -37,6 +47,7 @@ def run(tmp_path, ebits, n_in, n_out, simulator="icarus", **case):
         bench="tests.rtl.bench_dwc",
         case=case,
         simulator=simulator,
+        testcase=testcase,
     )
 
 
@@ -63,6 +74,24 @@ def test_dwc_rate_and_latency(tmp_path, ebits, n_in, n_out):
     # first (startup); one lost cycle per period (<= 24 narrow beats here) costs >= 4 %
     frames = max(6, -(-200 // max(n_in, n_out)))
     run(tmp_path, ebits, n_in, n_out, frames=frames, check_rate=True)
+
+
+@pytest.mark.parametrize("reset_mid_frame", [False, True], ids=["long_stalls", "reset_mid_frame"])
+@pytest.mark.parametrize(("ebits", "n_in", "n_out"), LONG_STALL_CASES)
+def test_dwc_long_stalls_and_reset_mid_frame(tmp_path, ebits, n_in, n_out, reset_mid_frame):
+    """Bubbles and tready drops of up to 32 cycles on every port; with a reset while a
+    frame is half through: no word lost, duplicated or left over from before the reset."""
+    run(
+        tmp_path,
+        ebits,
+        n_in,
+        n_out,
+        testcase="dwc_survives_long_stalls_and_a_reset_mid_frame",
+        frames=max(4, 24 // max(n_in, n_out)),
+        seed=n_in + 5 * n_out,
+        **LONG_STALLS,
+        reset_mid_frame=reset_mid_frame,
+    )
 
 
 @pytest.mark.parametrize(("ebits", "n_in", "n_out"), CASES)

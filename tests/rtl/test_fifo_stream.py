@@ -13,9 +13,10 @@ CASES = {
     "d64_w1": {"WIDTH": 1, "DEPTH": 64},
 }
 SOURCES = [rtl_source("fifo_stream.v")]
+LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
-def run(tmp_path, name, simulator="icarus", **case):
+def run(tmp_path, name, simulator="icarus", testcase="fifo_keeps_every_word_in_order", **case):
     run_unit_bench(
         tmp_path,
         toplevel="fifo_stream",
@@ -24,6 +25,7 @@ def run(tmp_path, name, simulator="icarus", **case):
         bench="tests.rtl.bench_fifo",
         case=case,
         simulator=simulator,
+        testcase=testcase,
     )
 
 
@@ -61,6 +63,22 @@ def test_fifo_verilator(tmp_path):
         in_stall=0.2,
         out_stall=0.6,
         check_capacity=True,
+    )
+
+
+@pytest.mark.parametrize("reset_mid_frame", [False, True], ids=["long_stalls", "reset_mid_frame"])
+def test_fifo_long_stalls_and_reset_mid_frame(tmp_path, reset_mid_frame):
+    """Bubbles and tready drops of up to 32 cycles on every port; with a reset while a
+    frame is half through: no word lost, duplicated or left over from before the reset."""
+    run(
+        tmp_path,
+        "d3_w5",
+        testcase="fifo_survives_long_stalls_and_a_reset_mid_frame",
+        frames=4,
+        beats=12,
+        seed=8,
+        **LONG_STALLS,
+        reset_mid_frame=reset_mid_frame,
     )
 
 

@@ -12,9 +12,10 @@ CASES = {
     "n8_w1": {"N": 8, "WIDTH": 1},
 }
 SOURCES = [rtl_source("fork_stream.v")]
+LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
-def run(tmp_path, name, simulator="icarus", **case):
+def run(tmp_path, name, simulator="icarus", testcase="fork_broadcasts_every_beat", **case):
     run_unit_bench(
         tmp_path,
         toplevel="fork_stream",
@@ -23,6 +24,7 @@ def run(tmp_path, name, simulator="icarus", **case):
         bench="tests.rtl.bench_fork",
         case=case,
         simulator=simulator,
+        testcase=testcase,
     )
 
 
@@ -46,6 +48,22 @@ def test_fork_verilator(tmp_path):
         seed=2,
         in_stall=0.2,
         out_stall=0.5,
+    )
+
+
+@pytest.mark.parametrize("reset_mid_frame", [False, True], ids=["long_stalls", "reset_mid_frame"])
+def test_fork_long_stalls_and_reset_mid_frame(tmp_path, reset_mid_frame):
+    """Bubbles and tready drops of up to 32 cycles on the input and on each output on its
+    own; with a reset while a frame is half through: every output gets every word once."""
+    run(
+        tmp_path,
+        "n3_w5",
+        testcase="fork_survives_long_stalls_and_a_reset_mid_frame",
+        frames=4,
+        beats=10,
+        seed=9,
+        **LONG_STALLS,
+        reset_mid_frame=reset_mid_frame,
     )
 
 

@@ -432,6 +432,30 @@ def run_case(tmp_path: Path, name: str, simulator: str) -> None:
         bench="tests.rtl.bench_mvau",
         case={**bench_case, "stall_frames": STALL_FRAMES, "in_stall": 0.3, "out_stall": 0.4},
         simulator=simulator,
+        testcase="mvau_matches_reference",
+    )
+
+
+LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
+
+
+@pytest.mark.parametrize("reset_mid_frame", [False, True], ids=["long_stalls", "reset_mid_frame"])
+@pytest.mark.parametrize("name", ["signed_offset", "xnor_bias", "dw_k3"])
+def test_mvau_long_stalls_and_reset_mid_frame(tmp_path, name, reset_mid_frame):
+    """Dense, XNOR and depthwise: bubbles and tready drops of up to 32 cycles; with a reset
+    while a frame is half through (accumulators, threshold/bias pipeline and output
+    register all busy): no word lost, duplicated or left over from before the reset."""
+    p, case = make_case(name, seed=sorted(CASES).index(name))
+    sources = write_design(tmp_path, p, case)
+    bench_case = {k: v for k, v in case.items() if not k.endswith("_words")}
+    run_unit_bench(
+        tmp_path,
+        toplevel="mvau_tb_top",
+        sources=sources,
+        parameters=p,
+        bench="tests.rtl.bench_mvau",
+        case={**bench_case, "frames": 5, **LONG_STALLS, "reset_mid_frame": reset_mid_frame},
+        testcase="mvau_survives_long_stalls_and_a_reset_mid_frame",
     )
 
 

@@ -23,6 +23,7 @@ CASES = {
     }.items()
 }
 SOURCES = [rtl_source("pool_stream.v")]
+LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -33,6 +34,7 @@ def test_pool_under_stalls(tmp_path, name):
         sources=SOURCES,
         parameters=CASES[name],
         bench="tests.rtl.bench_pool",
+        testcase="pool_matches_reference",
         case={"frames": 3, "seed": len(name), "in_stall": 0.3, "out_stall": 0.4},
     )
 
@@ -46,6 +48,7 @@ def test_pool_one_beat_per_cycle(tmp_path, name):
         sources=SOURCES,
         parameters=CASES[name],
         bench="tests.rtl.bench_pool",
+        testcase="pool_matches_reference",
         case={"frames": 3, "check_rate": True},
     )
 
@@ -57,8 +60,24 @@ def test_pool_verilator(tmp_path):
         sources=SOURCES,
         parameters=CASES["bipolar_odd_e3"],
         bench="tests.rtl.bench_pool",
+        testcase="pool_matches_reference",
         case={"frames": 4, "seed": 5, "in_stall": 0.2, "out_stall": 0.5},
         simulator="verilator",
+    )
+
+
+@pytest.mark.parametrize("reset_mid_frame", [False, True], ids=["long_stalls", "reset_mid_frame"])
+def test_pool_long_stalls_and_reset_mid_frame(tmp_path, reset_mid_frame):
+    """Bubbles and tready drops of up to 32 cycles on every port; with a reset while a
+    frame is half through: no word lost, duplicated or left over from before the reset."""
+    run_unit_bench(
+        tmp_path,
+        toplevel="pool_stream",
+        sources=SOURCES,
+        parameters=CASES["signed_odd_e2"],
+        bench="tests.rtl.bench_pool",
+        testcase="pool_survives_long_stalls_and_a_reset_mid_frame",
+        case={"frames": 4, "seed": 11, **LONG_STALLS, "reset_mid_frame": reset_mid_frame},
     )
 
 

@@ -14,9 +14,10 @@ CASES = {
     "c9_g3_e3": {"C": 9, "G": 3, "ELEMS": 3, "EBITS": 5},
 }
 SOURCES = [rtl_source("shuffle_stream.v")]
+LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
-def run(tmp_path, name, simulator="icarus", **case):
+def run(tmp_path, name, simulator="icarus", testcase="shuffle_matches_reference", **case):
     run_unit_bench(
         tmp_path,
         toplevel="shuffle_stream",
@@ -25,6 +26,7 @@ def run(tmp_path, name, simulator="icarus", **case):
         bench="tests.rtl.bench_shuffle",
         case=case,
         simulator=simulator,
+        testcase=testcase,
     )
 
 
@@ -47,6 +49,22 @@ def test_shuffle_verilator(tmp_path):
         seed=4,
         in_stall=0.3,
         out_stall=0.5,
+    )
+
+
+@pytest.mark.parametrize("reset_mid_frame", [False, True], ids=["long_stalls", "reset_mid_frame"])
+def test_shuffle_long_stalls_and_reset_mid_frame(tmp_path, reset_mid_frame):
+    """Bubbles and tready drops of up to 32 cycles on every port; with a reset while a
+    frame is half through: no word lost, duplicated or left over from before the reset."""
+    run(
+        tmp_path,
+        "c6_g3_e2",
+        testcase="shuffle_survives_long_stalls_and_a_reset_mid_frame",
+        frames=4,
+        pixels=5,
+        seed=7,
+        **LONG_STALLS,
+        reset_mid_frame=reset_mid_frame,
     )
 
 

@@ -100,6 +100,7 @@ CASES = {
     "taps3-8x8-full": (TAPS3_8X8, "full", "icarus"),
 }
 STALLS = {"in_stall": 0.3, "out_stall": 0.3}
+LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
 def _with_rows(geometry: dict, which: str) -> dict:
@@ -116,6 +117,7 @@ def test_swg_windows(tmp_path, name):
         sources=[rtl_source("swg_stream.v")],
         parameters=_with_rows(geometry, which),
         bench="tests.rtl.bench_swg",
+        testcase="swg_emits_every_window",
         case={"frames": 4 if timed else 3, "seed": len(name), "check_timing": timed}
         | ({} if timed else STALLS),
         simulator=simulator,
@@ -133,7 +135,23 @@ def test_swg_row_refilled_right_after_its_last_read(tmp_path, seed):
         sources=[rtl_source("swg_stream.v")],
         parameters=_with_rows(ROW1_S3, "min"),
         bench="tests.rtl.bench_swg",
+        testcase="swg_emits_every_window",
         case={"frames": 8, "seed": seed, "in_stall": 0.3, "out_stall": 0.6},
+    )
+
+
+@pytest.mark.parametrize("reset_mid_frame", [False, True], ids=["long_stalls", "reset_mid_frame"])
+def test_swg_long_stalls_and_reset_mid_frame(tmp_path, reset_mid_frame):
+    """Bubbles and tready drops of up to 32 cycles on every port; with a reset while a
+    frame is half through: no word lost, duplicated or left over from before the reset."""
+    run_unit_bench(
+        tmp_path,
+        toplevel="swg_stream",
+        sources=[rtl_source("swg_stream.v")],
+        parameters=_with_rows(S2_7X7, "min"),
+        bench="tests.rtl.bench_swg",
+        testcase="swg_survives_long_stalls_and_a_reset_mid_frame",
+        case={"frames": 3, "seed": 12, **LONG_STALLS, "reset_mid_frame": reset_mid_frame},
     )
 
 

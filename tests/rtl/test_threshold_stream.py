@@ -19,6 +19,7 @@ CASES = {
     "signed_15t_negoffset": (4, 2, 8, 1, 8, 15, 4, -8),
     "unsigned_c6_pe3_offset": (6, 3, 3, 0, 5, 2, 3, 1),
 }
+LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
 def build(tmp_path, name):
@@ -68,7 +69,7 @@ endmodule
     return [top, rom, rtl_source("threshold_stream.v")], params, t.tolist()
 
 
-def run(tmp_path, name, simulator="icarus", **case):
+def run(tmp_path, name, simulator="icarus", testcase="threshold_matches_reference", **case):
     sources, params, thresholds = build(tmp_path, name)
     run_unit_bench(
         tmp_path,
@@ -78,6 +79,7 @@ def run(tmp_path, name, simulator="icarus", **case):
         bench="tests.rtl.bench_threshold",
         case={"thresholds": thresholds, **case},
         simulator=simulator,
+        testcase=testcase,
     )
 
 
@@ -100,6 +102,22 @@ def test_threshold_verilator(tmp_path):
         seed=3,
         in_stall=0.4,
         out_stall=0.3,
+    )
+
+
+@pytest.mark.parametrize("reset_mid_frame", [False, True], ids=["long_stalls", "reset_mid_frame"])
+def test_threshold_long_stalls_and_reset_mid_frame(tmp_path, reset_mid_frame):
+    """Bubbles and tready drops of up to 32 cycles on every port; with a reset while a
+    frame is half through: no word lost, duplicated or left over from before the reset."""
+    run(
+        tmp_path,
+        "unsigned_15t_pe4",
+        testcase="threshold_survives_long_stalls_and_a_reset_mid_frame",
+        frames=4,
+        pixels=5,
+        seed=10,
+        **LONG_STALLS,
+        reset_mid_frame=reset_mid_frame,
     )
 
 

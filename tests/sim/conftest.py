@@ -8,13 +8,19 @@ import numpy as np
 
 from hw_gen.passes import lower
 from hw_gen.verilog.emit import generate_verilog
+from qfab.extremes import extreme_vectors
 from qfab.ir import Graph, input_range
 from sim.compare import compare_rtl_to_golden
 from sim.runner import run_cocotb
 
 
-def input_vectors(graph: Graph, vectors: int, data_seed: int = 0) -> np.ndarray:
-    """Random input integers over the InputQuant's range; vectors 0 and 1 at its extremes."""
+def input_vectors(
+    graph: Graph, vectors: int, data_seed: int = 0, extremes: bool = True
+) -> np.ndarray:
+    """``vectors`` random input integers over the InputQuant's range (vectors 0 and 1 at
+    its ends), then the extreme vectors of :mod:`qfab.extremes` (unless ``extremes`` is
+    False): every accumulator's derived min and max per channel, wherever reachable, so a
+    too-narrow accumulator cannot pass. The count is ``vectors`` + the extremes'."""
     first = graph.nodes[0]
     bits, signed = int(first.attrs["bits"]), bool(first.attrs["signed"])
     lo, hi = input_range(bits, signed)
@@ -23,7 +29,9 @@ def input_vectors(graph: Graph, vectors: int, data_seed: int = 0) -> np.ndarray:
     )
     x[0] = lo
     x[1] = hi
-    return x
+    if not extremes:
+        return x
+    return np.concatenate([x, extreme_vectors(graph).vectors])
 
 
 def simulate(
@@ -36,12 +44,15 @@ def simulate(
     seed: int = 0,
     rtl_graph: Graph | None = None,
     data_seed: int = 0,
+    extremes: bool = True,
 ):
     """Lower and generate (from ``rtl_graph`` if given), simulate, compare with ``graph``.
 
-    ``data_seed`` picks the input vectors, ``seed`` the backpressure pattern.
+    ``data_seed`` picks the input vectors, ``seed`` the backpressure pattern; the extreme
+    vectors follow the ``vectors`` random ones unless ``extremes`` is False
+    (:func:`input_vectors`).
     """
-    x = input_vectors(graph, vectors, data_seed)
+    x = input_vectors(graph, vectors, data_seed, extremes)
     hw = lower(rtl_graph or graph, **settings)
     manifest = generate_verilog(hw, tmp_path / "rtl")
     result = run_cocotb(
@@ -52,5 +63,6 @@ def simulate(
         seed=seed,
         build_dir=tmp_path / f"build_{simulator}",
     )
-    eq = compare_rtl_to_golden(graph, x, result, manifest["output"]["model_node"])
+    tapped = [t["model_node"] for t in manifest["taps"]]
+    eq = compare_rtl_to_golden(graph, x, result, manifest["output"]["model_node"], tapped)
     return manifest, result, eq

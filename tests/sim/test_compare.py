@@ -58,3 +58,30 @@ def test_a_tap_with_missing_vectors_is_a_mismatch_not_skipped():
     res.taps["mt0"] = res.taps["mt0"][:-1]
     with pytest.raises(MismatchError, match="mt0: the RTL tap delivered 8 vectors"):
         compare_rtl_to_golden(g, x, res, "fc1")
+
+
+def test_a_tap_that_names_no_model_node_is_refused_not_ignored():
+    g, x = setup()
+    res = fake_result(g, x)
+    res.taps["mt9"] = res.taps["mt0"].copy()
+    with pytest.raises(MismatchError, match=r"RTL taps \['mt9'\] name no integer node"):
+        compare_rtl_to_golden(g, x, res, "fc1")
+
+
+def test_a_tapped_layer_that_came_back_empty_or_not_at_all_is_a_mismatch():
+    g, x = setup()
+    res = fake_result(g, x)
+    res.taps["mt0"] = res.taps["mt0"][:0]  # the runner records a tap that never fired
+    with pytest.raises(MismatchError, match="mt0: the RTL tap delivered 0 vectors of 7 values"):
+        compare_rtl_to_golden(g, x, res, "fc1", ["mt0", "fc1"])
+    del res.taps["mt0"]
+    with pytest.raises(MismatchError, match=r"no data for the tapped layers \['mt0'\]"):
+        compare_rtl_to_golden(g, x, res, "fc1", ["mt0", "fc1"])
+    # without the manifest's list, the remaining taps are still compared
+    assert compare_rtl_to_golden(g, x, res, "fc1")["mismatches"] == 0
+
+
+def test_an_output_node_missing_from_the_model_graph_is_refused():
+    g, x = setup()
+    with pytest.raises(MismatchError, match="output 'fc7' is no node of the model graph"):
+        compare_rtl_to_golden(g, x, fake_result(g, x), "fc7")
