@@ -351,3 +351,10 @@ def spec_features(spec: Spec) -> set[str]:
         if op == "output" and blk["bias"]:
             feats.add("bias")
     return feats
+
+
+def design_features(spec: Spec) -> set[str]:
+    """:func:`spec_features` plus what only the built design knows (the sparse engine goes
+    only where a layer can take it)."""
+    _, hw_settings = build_design(spec)
+    return spec_features(spec) | ({"sparse engine"} if hw_settings["sparse"] else set())
