@@ -80,6 +80,16 @@ BATCH = 4096
 #: Work budget of the whole search, in multiply-adds of golden's forward pass (a fraction
 #: of a second of NumPy): rounds stop early on large graphs, small ones finish theirs.
 SEARCH_WORK = 3 * 10**7
+#: Work budget of the sign propagation into nodes past the first layer, in multiply-adds
+#: of the backward passes: a CNV-sized net has ~1,000 channel extremes, each a pass
+#: through every layer before it. First layers are always aimed in full (cheap, and there
+#: the extremes are exact); deeper targets get fewer candidate pixels, then none (they
+#: start from the all-low vector and only the search works on them) once it is spent.
+AIM_WORK = 2 * 10**6
+
+
+Shapes = dict[str, tuple[int, ...]]
+Ranges = dict[str, IntRange]
 
 
 @dataclass(frozen=True)
@@ -200,7 +210,7 @@ def extreme_vectors(graph: Graph, max_vectors: int | None = None) -> ExtremeSet:
 
 
 # ----------------------------------------------------------------------------- targets
-def _targets(nodes: list[Node], shapes: dict, ranges: dict[str, IntRange]) -> list[_Target]:
+def _targets(nodes: list[Node], shapes: Shapes, ranges: Ranges) -> list[_Target]:
     out = []
     for n in nodes:
         if n.op not in ACCUMULATING:
@@ -224,22 +234,43 @@ def _pixels_near_centre(shape: tuple[int, ...], every: bool) -> list[int]:
     return [int(p) for p in order[:keep]]
 
 
-def _aim(targets: list[_Target], nodes, shapes, ranges, evaluate, lo: int, hi: int) -> None:
+def _aim(
+    targets: list[_Target],
+    nodes: list[Node],
+    shapes: Shapes,
+    ranges: Ranges,
+    evaluate: _Evaluator,
+    lo: int,
+    hi: int,
+) -> None:
     """Set each target's ``x``/``care``/``value`` from the sign-propagated vector of its
     best candidate pixel (all candidates evaluated in one batch)."""
     tries = []  # (target, feature, gradient)
     linear = _linear_nodes(nodes)
-    for t in targets:
+    spent = [0]  # backward multiply-adds into deeper nodes (AIM_WORK)
+    inputs = int(np.prod(shapes[nodes[0].name]))
+    for t in targets:  # graph order: shallow (cheap, exact) targets first
         channels = shapes[t.node][-1]
-        for p in _pixels_near_centre(shapes[t.node], t.node in linear):
+        pixels = _pixels_near_centre(shapes[t.node], t.node in linear)
+        deep = t.node not in linear
+        aimed = False
+        for p in pixels:
+            if deep and spent[0] >= AIM_WORK:
+                break
             feature = p * channels + t.channel
-            grad = _input_gradient(nodes, shapes, ranges, t.node, feature, t.sense)
+            grad = _input_gradient(
+                nodes, shapes, ranges, t.node, feature, t.sense, spent if deep else None
+            )
             tries.append((t, feature, grad))
+            aimed = True
+        if not aimed:  # budget spent: the all-low vector, left to the search
+            tries.append((t, pixels[0] * channels + t.channel, np.zeros(inputs)))
     x = np.stack([np.where(g > 0, hi, lo) for _, _, g in tries]).astype(np.int64)
     value = np.empty(len(tries), np.int64)
     for name in dict.fromkeys(t.node for t, _, _ in tries):  # each node only as deep as needed
         rows = np.array([i for i, (t, _, _) in enumerate(tries) if t.node == name])
-        out = evaluate(x[rows], {name})[name]
+        distinct, which = np.unique(x[rows], axis=0, return_inverse=True)  # unaimed: all-low
+        out = evaluate(distinct, {name})[name][which.reshape(-1)]
         value[rows] = [tries[r][0].sense * out[k, tries[r][1]] for k, r in enumerate(rows)]
     for row, (t, feature, grad) in enumerate(tries):
         if t.value is None or value[row] > t.value:
@@ -249,14 +280,15 @@ def _aim(targets: list[_Target], nodes, shapes, ranges, evaluate, lo: int, hi: i
 # ------------------------------------------------------------------ backward propagation
 def _input_gradient(
     nodes: list[Node],
-    shapes: dict,
-    ranges: dict[str, IntRange],
+    shapes: Shapes,
+    ranges: Ranges,
     target: str,
     feature: int,
     sense: int,
+    spent: list[int] | None = None,
 ) -> np.ndarray:
     """Surrogate d(sense * target[feature]) / d(input), as floats (only its signs and
-    relative sizes matter)."""
+    relative sizes matter). ``spent[0]`` is increased by the pass's multiply-adds."""
     index = {n.name: i for i, n in enumerate(nodes)}
     grads: dict[str, np.ndarray] = {}
     g = np.zeros(int(np.prod(shapes[target])))
@@ -268,23 +300,36 @@ def _input_gradient(
             continue
         if n.op == "InputQuant":
             return g
+        if spent is not None:
+            spent[0] += _backward_cost(n, g)
         for src, gi in zip(n.inputs, _BACKWARD[n.op](n, g, shapes, ranges), strict=True):
             grads[src] = grads.get(src, 0) + gi
     return np.zeros(int(np.prod(shapes[nodes[0].name])))
 
 
-def _back_dense(n: Node, g: np.ndarray, shapes, ranges) -> list[np.ndarray]:
+def _backward_cost(n: Node, g: np.ndarray) -> int:
+    """Multiply-adds of one backward step: non-zero output gradients x their fan-in."""
+    fan_in = int(np.prod(n.tensors["weight"].shape[1:])) if "weight" in n.tensors else 1
+    return int(np.count_nonzero(g)) * fan_in
+
+
+def _back_dense(n: Node, g: np.ndarray, shapes: Shapes, ranges: Ranges) -> list[np.ndarray]:
     return [OPS["Dense"].weight(n).T.astype(np.float64) @ g]
 
 
 @lru_cache(maxsize=64)
-def _window_inputs(in_shape: tuple[int, ...], kernel, stride, padding) -> np.ndarray:
+def _window_inputs(
+    in_shape: tuple[int, ...],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+) -> np.ndarray:
     """Input feature index of every window tap ``[OH, OW, KH, KW, C]``, -1 in the padding."""
     ids = np.arange(1, int(np.prod(in_shape)) + 1, dtype=np.int64)[None]
     return im2col(ids, in_shape, kernel, stride, padding)[0] - 1
 
 
-def _back_conv(n: Node, g: np.ndarray, shapes, ranges) -> list[np.ndarray]:
+def _back_conv(n: Node, g: np.ndarray, shapes: Shapes, ranges: Ranges) -> list[np.ndarray]:
     w = OPS["Conv2d"].weight(n)  # [OC, KH, KW, ICg]
     oc, kh, kw, icg = w.shape
     in_shape = shapes[n.inputs[0]]
@@ -306,7 +351,7 @@ def _back_conv(n: Node, g: np.ndarray, shapes, ranges) -> list[np.ndarray]:
     return [out]
 
 
-def _back_threshold(n: Node, g: np.ndarray, shapes, ranges) -> list[np.ndarray]:
+def _back_threshold(n: Node, g: np.ndarray, shapes: Shapes, ranges: Ranges) -> list[np.ndarray]:
     """A monotone step function: slope = direction x the share of its steps in range."""
     t = n.tensors["thresholds"].astype(np.int64)
     acc = ranges[n.inputs[0]]
@@ -319,7 +364,7 @@ def _back_threshold(n: Node, g: np.ndarray, shapes, ranges) -> list[np.ndarray]:
     return [(g.reshape(-1, c) * slope).reshape(-1)]
 
 
-def _back_pool(n: Node, g: np.ndarray, shapes, ranges) -> list[np.ndarray]:
+def _back_pool(n: Node, g: np.ndarray, shapes: Shapes, ranges: Ranges) -> list[np.ndarray]:
     """Raising a max needs one element raised; lowering it needs all lowered."""
     h, w, c = shapes[n.inputs[0]]
     (kh, kw), (sh, sw) = n.attrs["kernel"], n.attrs["stride"]
@@ -333,22 +378,22 @@ def _back_pool(n: Node, g: np.ndarray, shapes, ranges) -> list[np.ndarray]:
     return [out.reshape(-1)]
 
 
-def _back_flatten(n: Node, g: np.ndarray, shapes, ranges) -> list[np.ndarray]:
+def _back_flatten(n: Node, g: np.ndarray, shapes: Shapes, ranges: Ranges) -> list[np.ndarray]:
     return [g]
 
 
-def _back_add(n: Node, g: np.ndarray, shapes, ranges) -> list[np.ndarray]:
+def _back_add(n: Node, g: np.ndarray, shapes: Shapes, ranges: Ranges) -> list[np.ndarray]:
     return [g * 2.0 ** int(s) for s in n.attrs["shift"]]
 
 
-def _back_concat(n: Node, g: np.ndarray, shapes, ranges) -> list[np.ndarray]:
+def _back_concat(n: Node, g: np.ndarray, shapes: Shapes, ranges: Ranges) -> list[np.ndarray]:
     widths = [shapes[i][-1] for i in n.inputs]
     per = g.reshape(-1, sum(widths))
     cuts = np.cumsum(widths)[:-1]
     return [part.reshape(-1) for part in np.split(per, cuts, axis=1)]
 
 
-def _back_shuffle(n: Node, g: np.ndarray, shapes, ranges) -> list[np.ndarray]:
+def _back_shuffle(n: Node, g: np.ndarray, shapes: Shapes, ranges: Ranges) -> list[np.ndarray]:
     c = shapes[n.name][-1]
     out = np.zeros((len(g) // c, c))
     out[:, shuffle_order(c, int(n.attrs["groups"]))] = g.reshape(-1, c)
@@ -371,7 +416,7 @@ _BACKWARD: dict[str, Callable[..., list[np.ndarray]]] = {
 class _Evaluator:
     """Golden's op execution on a batch of input integers, up to the nodes asked for."""
 
-    def __init__(self, nodes: list[Node], shapes: dict) -> None:
+    def __init__(self, nodes: list[Node], shapes: Shapes) -> None:
         self.nodes = nodes
         self.shapes = shapes
         self.index = {n.name: i for i, n in enumerate(nodes)}
@@ -451,7 +496,7 @@ def _levels(lo: int, hi: int) -> np.ndarray:
     return np.unique(np.rint(np.linspace(lo, hi, SEARCH_LEVELS)).astype(np.int64))
 
 
-def _work_per_vector(nodes: list[Node], shapes: dict) -> dict[str, int]:
+def _work_per_vector(nodes: list[Node], shapes: Shapes) -> dict[str, int]:
     """Multiply-adds (or element operations) of golden's forward pass up to each node."""
     total, out = 0, {}
     for n in nodes:
@@ -576,7 +621,9 @@ def _linear_nodes(nodes: list[Node]) -> set[str]:
     return linear
 
 
-def _reach(outs, targets, ranges, shapes) -> dict[str, NodeReach]:
+def _reach(
+    outs: dict[str, np.ndarray], targets: list[_Target], ranges: Ranges, shapes: Shapes
+) -> dict[str, NodeReach]:
     reach = {}
     for name in dict.fromkeys(t.node for t in targets):
         r = ranges[name]

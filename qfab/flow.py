@@ -26,6 +26,7 @@ from rich.table import Table
 
 from qfab.config import Config
 from qfab.errors import ConfigError, HardwareError, MismatchError, QfabError
+from qfab.extremes import ExtremeSet, extreme_vectors
 from qfab.golden import quantize_input, run_golden
 from qfab.ir import Graph
 
@@ -391,8 +392,12 @@ def _hardware(
         graph.lowered = hw
         graph.save(work / "model.qfab.npz")
     stored = Graph.load(work / "model.qfab.npz")
+    with log.stage("extremes", "extreme vectors: each accumulator's min and max per channel"):
+        extremes = extreme_vectors(stored)
     with log.stage("qonnx", "QONNX: write model.onnx, run it with qonnx == golden"):
-        report["equality"]["qonnx_vs_golden"] = _qonnx(stored, x_pool[: len(x_check)], work)
+        report["equality"]["qonnx_vs_golden"] = _qonnx(
+            stored, x_pool[: len(x_check)], extremes.vectors, work
+        )
     with log.stage("rtl", "generate RTL from the IR file (one unit per hardware node)"):
         design = generate_verilog(stored.lowered, work / "rtl", clock_mhz=cfg.hw.clock_mhz)
         lint = _lint(work / "rtl", design)
@@ -445,7 +450,9 @@ def _hardware(
     if any(n.op == "SparseMVAU" for n in stored.lowered.nodes):
         _sparse_perf(stored.lowered, x_check[: cfg.sim.vectors], report)
     if cfg.sim.enabled:
-        report["equality"]["rtl_vs_golden"] = _simulate(cfg, stored, data, work, log, report)
+        report["equality"]["rtl_vs_golden"] = _simulate(
+            cfg, stored, data, extremes, work, log, report
+        )
     if cfg.synth.enabled:
         from hw_gen.synth_yosys import synth_xilinx
 
@@ -477,11 +484,12 @@ def _sparse_perf(hw: Graph, x_int: np.ndarray, report: dict[str, Any]) -> None:
     report["sparse"] = rows
 
 
-def _qonnx(graph: Graph, x: np.ndarray, work: Path) -> dict[str, Any]:
+def _qonnx(graph: Graph, x: np.ndarray, x_extreme: np.ndarray, work: Path) -> dict[str, Any]:
     """Write the model graph as ``model.onnx`` (for FINN / hls4ml users) and run that file
-    with qonnx's executor: a third, independent opinion that must equal golden. A model
-    whose integers float32 cannot carry (2^24 or more) gets no file, and the report says
-    why; the hardware does not depend on it."""
+    with qonnx's executor on the extreme vectors (``x_extreme``, integers) and the data
+    (``x``, floats): a third, independent opinion that must equal golden. A model whose
+    integers float32 cannot carry (2^24 or more) gets no file, and the report says why;
+    the hardware does not depend on it."""
     from qfab.errors import ExportError
     from quant_train.export_qonnx import compare_qonnx_to_golden, export_qonnx, load_qonnx
 
@@ -489,8 +497,12 @@ def _qonnx(graph: Graph, x: np.ndarray, work: Path) -> dict[str, Any]:
         path = export_qonnx(graph, work / "model.onnx")
     except ExportError as exc:
         return {"path": None, "skipped": str(exc)}
+    first = graph.nodes[0]
+    floats = (x_extreme * np.float32(first.attrs["scale"])).astype(np.float32)
+    exact = np.all(quantize_input(first, floats) == x_extreme, axis=1)  # all, for 2^-k scales
+    x = np.concatenate([floats[exact], x.astype(np.float32)])
     check = compare_qonnx_to_golden(graph, load_qonnx(path), x)
-    return {"path": path.name, **check.as_dict()}
+    return {"path": path.name, "extreme_vectors": int(exact.sum()), **check.as_dict()}
 
 
 def _lint(design_dir: Path, design: dict[str, Any]) -> dict[str, Any]:
@@ -508,19 +520,19 @@ def _simulate(
     cfg: Config,
     graph: Graph,
     data: Any,
+    extremes: ExtremeSet,
     work: Path,
     log: StageLog,
     report: dict[str, Any],
 ) -> dict[str, Any]:
-    from qfab.extremes import extreme_vectors
     from sim.compare import compare_rtl_to_golden
     from sim.runner import load_manifest, run_cocotb
 
     pool = np.concatenate([data.x_test, data.x_train])
     n = min(cfg.sim.vectors, len(pool))
-    # the extreme vectors first: every accumulator's derived min and max per channel,
-    # wherever reachable, which data vectors almost never reach (qfab.extremes)
-    extremes = extreme_vectors(graph)
+    # the extreme vectors first: the first layers' accumulators at their derived min and
+    # max per channel, deeper ones as far as qfab.extremes' search gets (data vectors
+    # almost never reach them); the report counts what was reached
     x_int = np.concatenate([extremes.vectors, quantize_input(graph.nodes[0], pool[:n])])
     counts = f"{len(extremes)} extreme + {n} data vectors"
     what = f"level 2: RTL == golden, {counts} on {cfg.sim.simulator}"

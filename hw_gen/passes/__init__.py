@@ -45,6 +45,8 @@ __all__ = [
     "compute_units",
     "lower",
     "structural_passes",
+    "unfolded_lowering",
+    "unfolded_passes",
 ]
 
 
@@ -60,6 +62,36 @@ def structural_passes() -> list[Pass]:
         CheckLowered(),
         ToXnor(),
     ]
+
+
+def unfolded_passes(
+    sparse: dict | None = None, max_port_bits: int = 64, xnor: bool = True
+) -> list[Pass]:
+    """:func:`structural_passes` with the lowering options: ``LowerSparse`` right after
+    dead-node removal when layers go on the sparse engine, no ``ToXnor`` if ``xnor`` is
+    False."""
+    passes = structural_passes()
+    if sparse and (sparse.get("default") or sparse.get("layers")):
+        passes.insert(1, LowerSparse(sparse.get("default"), sparse.get("layers"), max_port_bits))
+    if not xnor:
+        passes = [p for p in passes if not isinstance(p, ToXnor)]
+    return passes
+
+
+def _apply(passes: list[Pass], graph: Graph) -> Graph:
+    g = Graph(graph.copy().nodes, {})
+    g.validate("model graph")  # a pass must never be the first to meet an invalid model
+    for p in passes:
+        g = p.apply(g)
+    return g
+
+
+def unfolded_lowering(
+    graph: Graph, *, sparse: dict | None = None, max_port_bits: int = 64, xnor: bool = True
+) -> Graph:
+    """``graph`` lowered up to (not including) folding: its compute units, in the order
+    ``hw.folding`` lists PE/SIMD for them (what a tool choosing a folding looks at)."""
+    return _apply(unfolded_passes(sparse, max_port_bits, xnor), graph)
 
 
 def lower(
@@ -81,22 +113,11 @@ def lower(
     puts fully connected layers on the EIE-style engine (:class:`LowerSparse`). The model
     graph is not changed; attach the result as its ``lowered``.
     """
-    g = Graph(graph.copy().nodes, {})
-    g.validate("model graph")  # a pass must never be the first to meet an invalid model
-    passes = structural_passes()
-    if sparse and (sparse.get("default") or sparse.get("layers")):
-        passes.insert(1, LowerSparse(sparse.get("default"), sparse.get("layers"), max_port_bits))
-    if not xnor:
-        passes = [p for p in passes if not isinstance(p, ToXnor)]
+    unfolded = unfolded_passes(sparse, max_port_bits, xnor)
     folding = SetFolding(pe, simd, target_cycles, max_port_bits)
-    passes += [
-        folding,
-        InsertFork(),
-        InsertFIFO(),
-        InsertDWC(max_port_bits),
-        AnnotateCycles(),
-    ]
-    for p in passes:
+    folded = [folding, InsertFork(), InsertFIFO(), InsertDWC(max_port_bits), AnnotateCycles()]
+    g = _apply(unfolded, graph)
+    for p in folded:
         g = p.apply(g)
     try:
         g.validate("hardware graph", "hardware")
@@ -104,7 +125,7 @@ def lower(
         raise HardwareError(f"lowering produced an invalid hardware graph: {exc}") from exc
     g.meta.update(
         {
-            "passes": [repr(p) for p in passes],
+            "passes": [repr(p) for p in unfolded + folded],
             "folding": "explicit" if pe is not None else f"auto, target {folding.target} cycles",
             "max_port_bits": max_port_bits,
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -77,7 +78,7 @@ def test_a_rom_module_holds_exactly_the_packed_words(case):
     signed=st.booleans(),
     elems=st.integers(1, 8),
     beats=st.integers(1, 5),
-    frames=st.integers(1, 3),  # an empty batch: ValueError in pack_beats
+    frames=st.integers(1, 3),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_stream_beats_round_trip(bits, signed, elems, beats, frames, seed):
@@ -86,8 +87,7 @@ def test_stream_beats_round_trip(bits, signed, elems, beats, frames, seed):
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     rng = np.random.default_rng(seed)
     values = rng.integers(lo, hi, size=(frames, beats * elems), endpoint=True)
-    if values.size:
-        values.flat[0], values.flat[-1] = lo, hi
+    values.flat[0], values.flat[-1] = lo, hi
     words = pack_beats(el.encode(values), elems, bits)
     assert len(words) == frames * beats
     for k, word in enumerate(words):
@@ -104,3 +104,13 @@ def test_bipolar_elements_pack_as_one_bit_each():
     words = pack_beats(el.encode(values), 5, 1)
     assert words == [0b11001]  # +1 -> 1, -1 -> 0, element 0 at the LSB
     assert np.array_equal(el.decode(unpack_beats(words, 5, 1, 1, 1)), values)
+
+
+@given(bits=st.integers(1, 32), over=st.integers(1, 1000), low=st.booleans())
+def test_pack_word_refuses_a_value_its_width_cannot_hold(bits, over, low):
+    """Masking would turn a too-narrow width into a wrong ROM constant: refused instead.
+    The field holds -2^(bits-1) .. 2^bits - 1 (signed or unsigned two's complement)."""
+    v = -(2 ** (bits - 1)) - over if low else 2**bits - 1 + over
+    with pytest.raises(ValueError, match=f"element 1 = {v} does not fit {bits} bits"):
+        pack_word([0, v], bits)
+    pack_word([-(2 ** (bits - 1)), 2**bits - 1], bits)  # both ends of the field are fine

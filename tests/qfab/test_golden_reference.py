@@ -13,9 +13,12 @@ signed and unsigned inputs of 1-8 bits and weights of 1-8 bits.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import qfab.ops.layout as layout
+import qfab.ops.threshold as threshold_mod
 from qfab.golden import run_golden_int
 from qfab.ir import Graph, Node
 from qfab.random_graph import GraphBuilder
@@ -203,17 +206,9 @@ def random_graphs(draw) -> Graph:
     return b.output()
 
 
-@settings(max_examples=100, deadline=None)
-@given(graph=random_graphs(), vectors=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
-def test_golden_equals_a_naive_reference_on_every_node(graph, vectors, seed):
-    first = graph.nodes[0]
-    bits, signed = int(first.attrs["bits"]), bool(first.attrs["signed"])
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
-    rng = np.random.default_rng(seed)
-    x = rng.integers(lo, hi + 1, size=(vectors, int(first.attrs["features"])))
-    x[0] = hi  # extremes of the input always among the vectors
-    if vectors > 1:
-        x[1] = lo
+def check_against_reference(graph: Graph, x: np.ndarray) -> None:
+    """Golden == the reference on every node and vector, else the first difference."""
+    vectors = len(x)
     gold = run_golden_int(graph, x).outputs
     ref = reference_run(graph, x)
     for node in graph.nodes:
@@ -232,14 +227,61 @@ def test_golden_equals_a_naive_reference_on_every_node(graph, vectors, seed):
             )
 
 
-def test_the_reference_catches_a_wrong_golden_convolution():
-    """The comparison can fail: a weight changed after golden ran is seen at its node."""
-    b = GraphBuilder((4, 4, 2), seed=1)
-    conv = b.conv(4, (3, 3), stride=(2, 1), padding=(1, 0), groups=2, weight_bits=4)
-    b.thresholds(2, falling=0.5)
-    graph = b.output()
-    x = np.full((1, 32), 255)
-    gold = run_golden_int(graph, x).outputs[conv]
-    graph.node(conv).tensors["weight"][0, 0, 0, 0] += 1  # the reference now runs other weights
-    want = reference_run(graph, x)[conv].reshape(1, -1)
-    assert np.count_nonzero(gold != want) >= 1
+@settings(max_examples=100, deadline=None)
+@given(graph=random_graphs(), vectors=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_golden_equals_a_naive_reference_on_every_node(graph, vectors, seed):
+    first = graph.nodes[0]
+    bits, signed = int(first.attrs["bits"]), bool(first.attrs["signed"])
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(lo, hi + 1, size=(vectors, int(first.attrs["features"])))
+    x[0] = hi  # extremes of the input always among the vectors
+    if vectors > 1:
+        x[1] = lo
+    check_against_reference(graph, x)
+
+
+def _fixed_graph() -> Graph:
+    """A graph where each mutation below must show: 6 channels shuffled in 2 and 3 groups
+    (a permutation that is not its own inverse), an add with unequal shifts, falling
+    channels after a grouped conv."""
+    b = GraphBuilder((3, 3, 6), input_bits=4, seed=7)
+    c = b.conv(6, (3, 3), padding=(1, 1), groups=2, weight_bits=3, name="conv0")
+    t = b.thresholds(3, src=c, falling=0.5, name="mt0")
+    s2 = b.shuffle(2, t)
+    s3 = b.shuffle(3, s2)
+    other = b.thresholds(2, src=b.conv(6, (1, 1), padding=(0, 0), src=s3, name="conv1"))
+    b.add(s3, other, (0, 2))
+    b.dense(3, weight_bits=3, bias=True)
+    return b.output()
+
+
+MUTATIONS = {
+    "shuffle transposed": ("shuffle_order", lambda real: lambda c, g: np.argsort(real(c, g))),
+    "second add shift ignored": (
+        "add_shifted",
+        lambda real: lambda xs, shifts: real(xs, [shifts[0], 0]),
+    ),
+}
+
+
+@pytest.mark.parametrize("mutation", [*MUTATIONS, "direction ignored"])
+def test_the_reference_catches_a_wrong_golden(monkeypatch, mutation):
+    """The comparison can fail: golden itself made wrong in one place, on a fixed graph
+    (and its inputs' extremes), is caught."""
+    graph = _fixed_graph()
+    x = np.random.default_rng(0).integers(0, 16, size=(4, 54))
+    x[0], x[1] = 15, 0
+    check_against_reference(graph, x)  # right as it is
+    if mutation == "direction ignored":
+        real = threshold_mod.apply_thresholds
+        monkeypatch.setattr(
+            threshold_mod,
+            "apply_thresholds",
+            lambda t, acc, offset, bipolar, direction=None: real(t, acc, offset, bipolar),
+        )
+    else:
+        name, wrap = MUTATIONS[mutation]
+        monkeypatch.setattr(layout, name, wrap(getattr(layout, name)))
+    with pytest.raises(AssertionError, match="golden"):
+        check_against_reference(graph, x)

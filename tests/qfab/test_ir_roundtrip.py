@@ -14,6 +14,8 @@ again (the format is a fixed point).
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -177,17 +179,19 @@ def header_of(path: Path) -> dict[str, Any]:
 
 
 def round_trip(tmp_path: Path, graph: Graph, seed: int) -> None:
-    path = graph.save(tmp_path / f"g{seed}.qfab.npz")
+    """Save, load, compare, save again; each example in a folder of its own (a failed
+    example leaves its files, and must not make the shrinking examples fail on them)."""
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    path = graph.save(folder / f"g{seed}.qfab.npz")
     loaded = Graph.load(path)
     assert_same_graph(graph, loaded, "model graph")
     assert loaded.lowered is not None
     assert_same_graph(graph.lowered, loaded.lowered, "hardware graph")
     assert_same_golden(graph, loaded, seed)
-    again = loaded.save(tmp_path / f"again{seed}.qfab.npz")
+    again = loaded.save(folder / f"again{seed}.qfab.npz")
     assert header_of(again) == header_of(path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, again.name])
-    path.unlink()
-    again.unlink()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([path.name, again.name])
+    shutil.rmtree(folder)
 
 
 @ROUND_TRIP

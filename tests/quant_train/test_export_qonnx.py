@@ -18,6 +18,7 @@ from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qfab.errors import ExportError
+from qfab.extremes import extreme_vectors
 from qfab.golden import run_golden
 from qfab.ir import Graph
 from qfab.random_graph import random_mlp_graph
@@ -37,19 +38,16 @@ ALL_DESIGNS = {**DESIGNS, **FALLING_DESIGNS}
 
 
 def extreme_inputs(graph: Graph, vectors: int = 40, seed: int = 0) -> np.ndarray:
-    """Input integers: all-low, all-high, two checkerboards of both, and for a first Dense
-    layer each row's accumulator maximum and minimum (high where the weight is positive,
-    low where negative, and the reverse); the rest uniform random."""
+    """Input integers: all-low, all-high, two checkerboards of both, the extreme vectors of
+    :mod:`qfab.extremes` (every first-layer accumulator at its min and max per channel,
+    deeper ones as far as reached), and uniform random ones."""
     first = graph.nodes[0]
     lo, hi = input_range(int(first.attrs["bits"]), bool(first.attrs["signed"]))
     feats = int(first.attrs["features"])
     rows = [np.full(feats, lo), np.full(feats, hi)]
     alt = np.arange(feats) % 2 == 0
     rows += [np.where(alt, lo, hi), np.where(alt, hi, lo)]
-    fc = graph.consumers(first.name)[0]
-    if fc.op == "Dense":
-        for w in fc.tensors["weight"][:8]:
-            rows += [np.where(w > 0, hi, lo), np.where(w > 0, lo, hi)]
+    rows += list(extreme_vectors(graph).vectors)
     rng = np.random.default_rng(seed)
     rows += list(rng.integers(lo, hi + 1, size=(max(vectors - len(rows), 4), feats)))
     return np.stack(rows).astype(np.int64)

@@ -58,7 +58,7 @@ def brute_force_thresholds(levels_of: TableLevels, levels: int) -> np.ndarray:
 
 
 @st.composite
-def step_functions(draw, monotone: bool = True) -> tuple[TableLevels, int]:
+def step_functions(draw: st.DrawFn) -> tuple[TableLevels, int]:
     """(level function, number of levels): 1-4 channels, 1-31 levels, ranges up to 200 wide.
 
     Each channel starts at a random level at ``lo`` (0 or more: levels reached at ``lo``)

@@ -13,7 +13,10 @@ channel's reachable range (``qfab.ranges.node_ranges`` of the node's input) goes
 
 and the two integers must be equal. ``acc_scale`` is derived here from Brevitas alone (the
 layer's quant weight scale times the scale of the quant tensor it receives), not from the
-exporter's helpers, so a wrong scale in the exporter cannot hide itself.
+exporter's helpers, so a wrong scale in the exporter cannot hide itself. Which batch norm
+and activation belong to which ``MultiThreshold`` is taken from the exporter's
+``graph_plan`` (the one thing shared with the code under test): a wrong pairing there
+would be repeated here, and only level 1 (Brevitas == golden on data) would see it.
 
 The models are untrained, with batch-norm running statistics and affine parameters drawn
 at random (negative slopes, a constant channel, means and spreads around and beyond what

@@ -16,6 +16,7 @@ from cocotb.utils import get_sim_time
 
 from tests.rtl.harness import unit_case
 from tests.rtl.streams import (
+    PERIOD_NS,
     Stalls,
     StreamSink,
     StreamSource,
@@ -23,7 +24,6 @@ from tests.rtl.streams import (
     stalls_and_reset_mid_frame,
 )
 
-PERIOD_NS = 10
 LATENCY = 2  # memory write, memory read into the output register
 
 

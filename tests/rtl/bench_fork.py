@@ -15,9 +15,14 @@ from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeo
 from cocotb.utils import get_sim_time
 
 from tests.rtl.harness import unit_case
-from tests.rtl.streams import Port, Stalls, StreamSource, reset, stalls_and_reset_mid_frame
-
-PERIOD_NS = 10
+from tests.rtl.streams import (
+    PERIOD_NS,
+    Port,
+    Stalls,
+    StreamSource,
+    reset,
+    stalls_and_reset_mid_frame,
+)
 
 
 class ForkSinks:

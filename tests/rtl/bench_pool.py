@@ -15,6 +15,7 @@ from cocotb.utils import get_sim_time
 
 from tests.rtl.harness import unit_case
 from tests.rtl.streams import (
+    PERIOD_NS,
     Stalls,
     StreamSink,
     StreamSource,
@@ -24,7 +25,6 @@ from tests.rtl.streams import (
     unpack,
 )
 
-PERIOD_NS = 10
 LATENCY = 1  # output register
 
 

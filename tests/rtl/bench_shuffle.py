@@ -15,6 +15,7 @@ from cocotb.utils import get_sim_time
 
 from tests.rtl.harness import unit_case
 from tests.rtl.streams import (
+    PERIOD_NS,
     Stalls,
     StreamSink,
     StreamSource,
@@ -23,8 +24,6 @@ from tests.rtl.streams import (
     stalls_and_reset_mid_frame,
     unpack,
 )
-
-PERIOD_NS = 10
 
 
 async def timed_send(source: StreamSource, words: list[int]) -> int:

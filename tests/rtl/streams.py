@@ -26,6 +26,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Combine, RisingEdge, SimTimeoutError, with_timeout
 
 PERIOD_NS = 10
+#: The unit tests' long-stall setting: a stall starts on 15% of input and 10% of output
+#: beats and lasts 8 cycles on average (at most 32): bubbles and tready drops, not flicker.
+LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
 async def reset(dut: Any, cycles: int = 4) -> None:

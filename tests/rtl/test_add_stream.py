@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.rtl.harness import assert_lint_clean, rtl_source, run_unit_bench
+from tests.rtl.streams import LONG_STALLS
 
 NAMES = ("ELEMS", "A_BITS", "A_SIGNED", "B_BITS", "B_SIGNED", "SHIFT_A", "SHIFT_B", "OUT_BITS")
 CASES = {
@@ -17,7 +18,6 @@ CASES = {
     }.items()
 }
 SOURCES = [rtl_source("add_stream.v")]
-LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
 def run(tmp_path, name, simulator="icarus", testcase="add_matches_reference", **case):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.rtl.harness import assert_lint_clean, rtl_source, run_unit_bench
+from tests.rtl.streams import LONG_STALLS
 
 NAMES = ("C0", "C1", "ELEMS", "BITS0", "SIGNED0", "BITS1", "SIGNED1", "OUT_BITS")
 CASES = {
@@ -17,7 +18,6 @@ CASES = {
     }.items()
 }
 SOURCES = [rtl_source("concat_stream.v")]
-LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
 def run(tmp_path, name, simulator="icarus", testcase="concat_matches_reference", **case):

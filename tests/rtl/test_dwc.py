@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.rtl.harness import assert_lint_clean, rtl_source, run_unit_bench
+from tests.rtl.streams import LONG_STALLS
 
 # (EBITS, IN_ELEMS, OUT_ELEMS): up (OUT a multiple of IN), down (IN a multiple of OUT),
 # neither (buffer of lcm elements), equal (a wire)
@@ -26,7 +27,6 @@ CASES = [
 ]
 VERILATOR = [(16, 10, 5), (2, 13, 24)]  # the others on Icarus
 SOURCES = [rtl_source("stream_dwc.v")]
-LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 LONG_STALL_CASES = [(2, 1, 4), (3, 4, 2), (1, 6, 4), (2, 2, 3)]  # up, down, neither (> and <)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.rtl.harness import assert_lint_clean, rtl_source, run_unit_bench
+from tests.rtl.streams import LONG_STALLS
 
 CASES = {
     "d2_w8": {"WIDTH": 8, "DEPTH": 2},
@@ -13,7 +14,6 @@ CASES = {
     "d64_w1": {"WIDTH": 1, "DEPTH": 64},
 }
 SOURCES = [rtl_source("fifo_stream.v")]
-LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
 def run(tmp_path, name, simulator="icarus", testcase="fifo_keeps_every_word_in_order", **case):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.rtl.harness import assert_lint_clean, rtl_source, run_unit_bench
+from tests.rtl.streams import LONG_STALLS
 
 CASES = {
     "n2_w8": {"N": 2, "WIDTH": 8},
@@ -12,7 +13,6 @@ CASES = {
     "n8_w1": {"N": 8, "WIDTH": 1},
 }
 SOURCES = [rtl_source("fork_stream.v")]
-LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
 def run(tmp_path, name, simulator="icarus", testcase="fork_broadcasts_every_beat", **case):

@@ -18,6 +18,7 @@ import pytest
 from hw_gen.verilog.rom import addr_bits, pack_word, rom_module
 from tests.rtl.bench_mvau import accumulate, activate, steps_per_group
 from tests.rtl.harness import assert_lint_clean, rtl_source, run_unit_bench
+from tests.rtl.streams import LONG_STALLS
 
 DEFAULTS = {
     "DEPTHWISE": 0,
@@ -434,9 +435,6 @@ def run_case(tmp_path: Path, name: str, simulator: str) -> None:
         simulator=simulator,
         testcase="mvau_matches_reference",
     )
-
-
-LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
 @pytest.mark.parametrize("reset_mid_frame", [False, True], ids=["long_stalls", "reset_mid_frame"])

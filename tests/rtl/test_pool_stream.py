@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.rtl.harness import assert_lint_clean, rtl_source, run_unit_bench
+from tests.rtl.streams import LONG_STALLS
 
 NAMES = ("H", "W", "C", "KH", "KW", "ELEMS", "EBITS", "SIGNED")
 CASES = {
@@ -23,7 +24,6 @@ CASES = {
     }.items()
 }
 SOURCES = [rtl_source("pool_stream.v")]
-LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

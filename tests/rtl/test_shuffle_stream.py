@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.rtl.harness import assert_lint_clean, rtl_source, run_unit_bench
+from tests.rtl.streams import LONG_STALLS
 
 CASES = {
     "c4_g2_e1": {"C": 4, "G": 2, "ELEMS": 1, "EBITS": 4},
@@ -14,7 +15,6 @@ CASES = {
     "c9_g3_e3": {"C": 9, "G": 3, "ELEMS": 3, "EBITS": 5},
 }
 SOURCES = [rtl_source("shuffle_stream.v")]
-LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
 def run(tmp_path, name, simulator="icarus", testcase="shuffle_matches_reference", **case):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.rtl.harness import assert_lint_clean, rtl_source, run_unit_bench
+from tests.rtl.streams import LONG_STALLS
 
 
 def _geometry(p: dict) -> tuple[int, int, int, int]:
@@ -100,7 +101,6 @@ CASES = {
     "taps3-8x8-full": (TAPS3_8X8, "full", "icarus"),
 }
 STALLS = {"in_stall": 0.3, "out_stall": 0.3}
-LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
 def _with_rows(geometry: dict, which: str) -> dict:

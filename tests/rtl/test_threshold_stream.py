@@ -7,6 +7,7 @@ import pytest
 
 from hw_gen.verilog.rom import addr_bits, pack_word, rom_module
 from tests.rtl.harness import assert_lint_clean, rtl_source, run_unit_bench
+from tests.rtl.streams import LONG_STALLS
 
 PARAM_NAMES = ("C", "PE", "IN_BITS", "IN_SIGNED", "ACC_BITS", "NUM_T", "OUT_BITS", "OFFSET")
 CASES = {
@@ -19,7 +20,6 @@ CASES = {
     "signed_15t_negoffset": (4, 2, 8, 1, 8, 15, 4, -8),
     "unsigned_c6_pe3_offset": (6, 3, 3, 0, 5, 2, 3, 1),
 }
-LONG_STALLS = {"in_stall": 0.15, "out_stall": 0.1, "burst": 8}
 
 
 def build(tmp_path, name):

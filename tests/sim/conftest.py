@@ -19,8 +19,9 @@ def input_vectors(
 ) -> np.ndarray:
     """``vectors`` random input integers over the InputQuant's range (vectors 0 and 1 at
     its ends), then the extreme vectors of :mod:`qfab.extremes` (unless ``extremes`` is
-    False): every accumulator's derived min and max per channel, wherever reachable, so a
-    too-narrow accumulator cannot pass. The count is ``vectors`` + the extremes'."""
+    False): the first layers' accumulators driven to their derived min and max on every
+    channel (exactly), deeper ones as far as a budgeted search gets (their derived ranges
+    are often unreachable). The count is ``vectors`` + the extremes'."""
     first = graph.nodes[0]
     bits, signed = int(first.attrs["bits"]), bool(first.attrs["signed"])
     lo, hi = input_range(bits, signed)

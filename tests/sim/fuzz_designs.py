@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from hw_gen.passes import LowerSparse, structural_passes
+from hw_gen.passes import unfolded_lowering
 from hw_gen.passes.folding import compute_units, pe_choices, simd_choices
 from qfab.ir import Graph, infer_shapes
 from qfab.random_graph import GraphBuilder
@@ -276,12 +276,7 @@ def build_design(spec: Spec) -> tuple[Graph, dict[str, Any]]:
     legal choices with ``spec['fold_seed']``, so folding corners are fuzzed too."""
     graph, sparse = build_graph(spec)
     lowering = {"default": None, "layers": sparse} if sparse else None
-    g = Graph(graph.copy().nodes, {})
-    passes = structural_passes()
-    if lowering:
-        passes.insert(1, LowerSparse(None, sparse, spec["max_port_bits"]))
-    for p in passes:
-        g = p.apply(g)
+    g = unfolded_lowering(graph, sparse=lowering, max_port_bits=spec["max_port_bits"])
     shapes = infer_shapes(g)
     rng = np.random.default_rng(spec["fold_seed"])
     pe, simd = [], []

@@ -10,8 +10,9 @@ On Icarus:
 * the unmodified design equals golden on the random + extreme vectors;
 * the narrowed one is reported at ``mt0`` (the activation conv0's unit computes), on a
   vector of the extreme set, with golden's and the RTL's values;
-* the narrowed one passes the random vectors alone (200 random vectors reach only
-  [-198, 184] of that accumulator, inside 9 bits): sampling cannot see the bug.
+* the narrowed one passes the random vectors alone (the test's 12 reach only
+  [-180, 155] of that accumulator, 200 would reach [-198, 184], all inside 9 bits):
+  sampling does not see the bug.
 """
 
 from __future__ import annotations
