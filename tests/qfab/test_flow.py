@@ -29,7 +29,10 @@ def test_run_writes_ir_rtl_report_and_all_equalities_hold(tmp_path, capsys):
     extremes = extreme_vectors(Graph.load(out / "model.qfab.npz"))
     simulated = len(extremes) + 30
     assert "RTL == golden (icarus)" in printed and f"0 mismatches / {simulated} vectors" in printed
-    assert "QONNX == golden (qonnx)" in printed and "0 mismatches / 1000 vectors" in printed
+    # qonnx's executor: the same extreme vectors, then the first 1000 data vectors
+    qonnx_vectors = len(extremes) + 1000
+    assert "QONNX == golden (qonnx)" in printed
+    assert f"0 mismatches / {qonnx_vectors} vectors" in printed
     assert (out / "model.onnx").is_file()
     report = json.loads((out / "report.json").read_text())
     assert report["equality"]["brevitas_vs_golden"]["mismatches"] == 0
@@ -94,9 +97,11 @@ def test_conv_arch_runs_on_hardware(tmp_path, capsys):
     assert cpf["measured"] == pytest.approx(cpf["model"], rel=0.05)
     assert 0.1 < report["accuracy"]["float"] <= 1  # the float twin of the conv net trained
     # model.onnx beside the IR: the model graph in QONNX, run by qonnx's executor == golden
+    extremes = len(extreme_vectors(Graph.load(out / "model.qfab.npz")))
     assert report["equality"]["qonnx_vs_golden"] == {
         "path": "model.onnx",
-        "vectors": 1000,
+        "extreme_vectors": extremes,
+        "vectors": extremes + 1000,
         "mismatches": 0,
         "first_mismatch": None,
     }
