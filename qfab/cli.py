@@ -29,7 +29,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if source is not None and not source.is_file():
         raise ConfigError(f"--from {source}: IR file not found")
     run_flow(cfg, Path(args.out), make_console(), from_ir=source)
-    wrote = [p for p in ("model.qfab.npz", "rtl/", "report.json") if (Path(args.out) / p).exists()]
+    made = ("model.qfab.npz", "model.onnx", "rtl/", "report.json")
+    wrote = [p for p in made if (Path(args.out) / p).exists()]
     print("wrote " + ", ".join(f"{args.out}/{p}" for p in wrote))
     return 0
 
