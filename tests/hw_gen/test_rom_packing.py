@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hw_gen.verilog.rom import addr_bits, pack_word, rom_module
+from hw_gen.verilog.rom import LITERAL_BITS, addr_bits, pack_word, rom_module
 from qfab.values import Element
 from sim.runner import pack_beats, unpack_beats
 
@@ -114,3 +114,36 @@ def test_pack_word_refuses_a_value_its_width_cannot_hold(bits, over, low):
     with pytest.raises(ValueError, match=f"element 1 = {v} does not fit {bits} bits"):
         pack_word([0, v], bits)
     pack_word([-(2 ** (bits - 1)), 2**bits - 1], bits)  # both ends of the field are fine
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    data_bits=st.integers(LITERAL_BITS - 3, 3 * LITERAL_BITS + 5),
+    depth=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_a_wide_rom_word_is_written_in_part_selects_that_reassemble_it(data_bits, depth, seed):
+    """Icarus' lexer fails on a ~17k-character literal (found by the fuzz test: a 68,850-bit
+    threshold word): wider words are set in pieces of at most LITERAL_BITS bits, each
+    piece's width exact, together covering the word once, and no line is longer than
+    a piece."""
+    rng = np.random.default_rng(seed)
+    words = [int.from_bytes(rng.bytes(data_bits // 8 + 1), "little") % 2**data_bits]
+    words += [2**data_bits - 1, 0][: depth - 1]
+    text = rom_module("wide_rom", words, data_bits, "test")
+    assert max(len(line) for line in text.splitlines()) < LITERAL_BITS // 4 + 40
+    for i, word in enumerate(words):
+        whole = re.findall(rf"mem\[{i}\] = (\d+)'h([0-9a-f]+);", text)
+        parts = re.findall(rf"mem\[{i}\]\[(\d+):(\d+)\] = (\d+)'h([0-9a-f]+);", text)
+        if data_bits <= LITERAL_BITS:
+            assert parts == [] and [int(h, 16) for _, h in whole] == [word]
+            continue
+        assert whole == []
+        got, covered = 0, 0
+        for hi, lo, width, hexa in parts:
+            hi, lo, width, value = int(hi), int(lo), int(width), int(hexa, 16)
+            assert lo == covered and width == hi - lo + 1 <= LITERAL_BITS
+            assert value < 2**width
+            got |= value << lo
+            covered = hi + 1
+        assert covered == data_bits and got == word
