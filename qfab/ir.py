@@ -35,6 +35,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,13 +192,19 @@ class Graph:
 
 #: The keys of the JSON header (``hardware`` only when lowered).
 HEADER_KEYS = ("format", "version", "meta", "nodes", "hardware")
-#: The keys of one node entry in the header, and what each must be.
-NODE_KEYS = {
-    "name": "a string",
-    "op": "a string",
-    "inputs": "a list of node names",
-    "attrs": "a JSON object",
-    "tensors": "a list of tensor names",
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+#: The keys of one node entry in the header: what each must be, and its check.
+NODE_KEYS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "name": ("a string", lambda v: isinstance(v, str)),
+    "op": ("a string", lambda v: isinstance(v, str)),
+    "inputs": ("a list of node names", _is_str_list),
+    "attrs": ("a JSON object", lambda v: isinstance(v, dict)),
+    "tensors": ("a list of tensor names", _is_str_list),
 }
 
 
@@ -363,14 +370,9 @@ def _read_nodes(path: Path, data: Any, headers: Any, prefix: str) -> list[Node]:
             raise IRError(f"{entry} lacks {missing}")
         if extra := sorted(set(h) - set(NODE_KEYS)):
             raise IRError(f"{entry}: unknown keys {extra}; allowed: {', '.join(NODE_KEYS)}")
-        for key, want in NODE_KEYS.items():
-            value = h[key]
-            ok = {
-                "a string": isinstance(value, str),
-                "a JSON object": isinstance(value, dict),
-            }.get(want, isinstance(value, list) and all(isinstance(v, str) for v in value))
-            if not ok:
-                raise IRError(f"{entry}: '{key}' = {value!r:.40} is not allowed; allowed: {want}")
+        for key, (want, ok) in NODE_KEYS.items():
+            if not ok(h[key]):
+                raise IRError(f"{entry}: '{key}' = {h[key]!r:.40} is not allowed; allowed: {want}")
         name = h["name"]
         if any(n.name == name for n in nodes):
             raise IRError(f"{entry}: duplicate node name '{name}'; node names are unique")
