@@ -107,6 +107,9 @@ class HwConfig(Section):
     # dense: FINN-style MVAUs everywhere; sparse: every fully connected layer on the
     # EIE-style engine (convolutions stay dense); hw.layers overrides per layer
     engine: Literal["dense", "sparse"] = "dense"
+    # rtl: Verilog (simulated, linted, synthesized); hls: Vitis HLS C++ (g++ C simulation,
+    # a Vitis HLS script); both: each from the same lowered graph, each checked on golden
+    backend: Literal["rtl", "hls", "both"] = "rtl"
     pes: PositiveInt = 4
     queue_depth: Int = Field(8, ge=1, le=1024)
     index_bits: Int = Field(4, ge=1, le=16)

@@ -129,8 +129,9 @@ def precheck_hardware(cfg: Config, untrained: Any | None) -> None:
 
     ``untrained`` is the configured Brevitas model before training: it is exported and
     lowered with the configured folding, so an op or shape the lowering cannot map, a
-    folding that does not divide a unit, or a bad synthesis part is one line naming the
-    node or key now, not after minutes of training. (Thresholds of an untrained model
+    folding that does not divide a unit, a node the HLS backend has no kernel for, or a
+    bad synthesis part is one line naming the node or key now, not after minutes of
+    training. (Thresholds of an untrained model
     differ from the trained ones; the structure, shapes and bit widths do not. Nor do
     its distinct weights: a sparse layer's codebook size is only known after training,
     so the precheck lowers with the widest codes.)
@@ -150,7 +151,11 @@ def precheck_hardware(cfg: Config, untrained: Any | None) -> None:
             "default": sparse["default"] and {**sparse["default"], **widest},
             "layers": {k: v and {**v, **widest} for k, v in sparse["layers"].items()},
         }
-        lower(export_model(untrained), **settings)
+        hw = lower(export_model(untrained), **settings)
+        if cfg.hw.backend != "rtl":
+            from hw_gen.hls.emit import plan_kernels
+
+            plan_kernels(hw)  # a node kind without an HLS kernel, named now
 
 
 @contextmanager
@@ -235,12 +240,13 @@ def _run_stages(cfg: Config, work: Path, console: Console, from_ir: Path | None)
         graph = _load_model(cfg, data, Path(from_ir), log, report)
     _hardware(cfg, graph, data, work, log, report)
     report["seconds"] = log.seconds
-    rtl_eq = report["equality"].get("rtl_vs_golden")
-    if rtl_eq and rtl_eq["mismatches"]:
-        report["mismatch"] = (
-            f"RTL != golden on {rtl_eq['mismatches']}/{rtl_eq['vectors']} "
-            f"vectors; first: {rtl_eq['first_mismatch']}"
-        )
+    for key, what in (("rtl_vs_golden", "RTL"), ("hls_vs_golden", "HLS C simulation")):
+        eq = report["equality"].get(key)
+        if eq and eq["mismatches"] and not report.get("mismatch"):
+            report["mismatch"] = (
+                f"{what} != golden on {eq['mismatches']}/{eq['vectors']} "
+                f"vectors; first: {eq['first_mismatch']}"
+            )
     qonnx_eq = report["equality"].get("qonnx_vs_golden")
     if qonnx_eq and qonnx_eq.get("mismatches") and not report.get("mismatch"):
         report["mismatch"] = (
@@ -398,9 +404,19 @@ def _hardware(
         report["equality"]["qonnx_vs_golden"] = _qonnx(
             stored, x_pool[: len(x_check)], extremes.vectors, work
         )
-    with log.stage("rtl", "generate RTL from the IR file (one unit per hardware node)"):
-        design = generate_verilog(stored.lowered, work / "rtl", clock_mhz=cfg.hw.clock_mhz)
-        lint = _lint(work / "rtl", design)
+    rtl, hls = cfg.hw.backend in ("rtl", "both"), cfg.hw.backend in ("hls", "both")
+    lint: dict[str, Any] | None = None
+    if rtl:
+        with log.stage("rtl", "generate RTL from the IR file (one unit per hardware node)"):
+            design = generate_verilog(stored.lowered, work / "rtl", clock_mhz=cfg.hw.clock_mhz)
+            lint = _lint(work / "rtl", design)
+    if hls:
+        from hw_gen.hls.emit import generate_hls
+
+        with log.stage("hls", "generate HLS C++ from the IR file (one function per node)"):
+            hls_design = generate_hls(stored.lowered, work / "hls", clock_mhz=cfg.hw.clock_mhz)
+        if not rtl:
+            design = hls_design
     perf = design["perf"]
     report["hardware"] = {
         "top": design["top"],
@@ -427,14 +443,15 @@ def _hardware(
                 k: design["output"][k] for k in ("tdata_bits", "elems_per_beat", "beats_per_frame")
             },
         },
-        "lint": lint,
+        "backend": cfg.hw.backend,
+        **({"lint": lint} if lint is not None else {}),
         "fifos": {
             n.name: {"depth": n.attrs["depth"], "held_in_sizing": held.get(n.name)}
             for n in stored.lowered.nodes
             if n.op == "FIFO"
         },
     }
-    if lint.get("warnings"):
+    if lint and lint.get("warnings"):
         log.console.print(
             f"[yellow]![/] verilator -Wall: {lint['warnings']} warnings, first: {lint['first'][0]}"
         )
@@ -449,11 +466,13 @@ def _hardware(
     }
     if any(n.op == "SparseMVAU" for n in stored.lowered.nodes):
         _sparse_perf(stored.lowered, x_check[: cfg.sim.vectors], report)
-    if cfg.sim.enabled:
+    if cfg.sim.enabled and rtl:
         report["equality"]["rtl_vs_golden"] = _simulate(
             cfg, stored, data, extremes, work, log, report
         )
-    if cfg.synth.enabled:
+    if hls:
+        _hls(cfg, stored, data, extremes, work, log, report)
+    if cfg.synth.enabled and rtl:
         from hw_gen.synth_yosys import synth_xilinx
 
         with log.stage("synth", f"Yosys synth_xilinx for {cfg.synth.part}"):
@@ -528,12 +547,7 @@ def _simulate(
     from sim.compare import compare_rtl_to_golden
     from sim.runner import load_manifest, run_cocotb
 
-    pool = np.concatenate([data.x_test, data.x_train])
-    n = min(cfg.sim.vectors, len(pool))
-    # the extreme vectors first: the first layers' accumulators at their derived min and
-    # max per channel, deeper ones as far as qfab.extremes' search gets (data vectors
-    # almost never reach them); the report counts what was reached
-    x_int = np.concatenate([extremes.vectors, quantize_input(graph.nodes[0], pool[:n])])
+    x_int, n = _vectors(cfg, graph, data, extremes)
     counts = f"{len(extremes)} extreme + {n} data vectors"
     what = f"level 2: RTL == golden, {counts} on {cfg.sim.simulator}"
     manifest = load_manifest(work / "rtl")
@@ -571,6 +585,62 @@ def _simulate(
         "extreme_vectors": len(extremes),
         "extremes": reached,
     }
+
+
+def _vectors(cfg: Config, graph: Graph, data: Any, extremes: ExtremeSet) -> tuple[np.ndarray, int]:
+    """The simulated vectors: the extreme ones first (the first layers' accumulators at
+    their derived min and max per channel, deeper ones as far as qfab.extremes' search
+    gets: data vectors almost never reach them), then ``sim.vectors`` data vectors."""
+    pool = np.concatenate([data.x_test, data.x_train])
+    n = min(cfg.sim.vectors, len(pool))
+    return np.concatenate([extremes.vectors, quantize_input(graph.nodes[0], pool[:n])]), n
+
+
+def _hls(
+    cfg: Config,
+    graph: Graph,
+    data: Any,
+    extremes: ExtremeSet,
+    work: Path,
+    log: StageLog,
+    report: dict[str, Any],
+) -> None:
+    """Level 3: the HLS design's C simulation (g++, hls4ml's ap_types) == golden on the
+    same vectors as the RTL, every tapped layer compared; then the Vitis HLS run (C
+    synthesis, co-simulation, IP export) when ``vitis_hls`` is on PATH. Its test bench
+    files (``tb_in.hex``, ``tb_expected.hex``: golden's output beats) are written first,
+    so the script runs as it stands."""
+    from hw_gen.hls.vitis import run_vitis_hls, write_testbench
+    from sim.compare import compare_rtl_to_golden
+    from sim.csim import CXX_FLAGS, compiler_version, run_csim
+    from sim.runner import load_manifest
+
+    manifest = load_manifest(work / "hls")
+    x_int, n = _vectors(cfg, graph, data, extremes)
+    write_testbench(work / "hls", graph, x_int[: min(len(x_int), 64)])
+    if cfg.sim.enabled:
+        what = f"level 3: HLS C simulation == golden, {len(extremes)} extreme + {n} data vectors"
+        with log.stage("csim", what):
+            result, times = run_csim(work / "hls", x_int, build_dir=work / "csim_build")
+            tapped = [t["model_node"] for t in manifest["taps"]]
+            out_node = manifest["output"]["model_node"]
+            eq = compare_rtl_to_golden(graph, x_int, result, out_node, tapped, what="HLS")
+        shutil.rmtree(work / "csim_build", ignore_errors=True)
+        report["equality"]["hls_vs_golden"] = {
+            "simulator": "g++ C simulation",
+            **eq,
+            "data_vectors": n,
+            "extreme_vectors": len(extremes),
+            "compile_s": round(times.compile_s, 3),
+            "csim_s": round(times.run_s, 3),
+            "compiler": compiler_version(),
+            "flags": " ".join(CXX_FLAGS),
+        }
+    with log.stage("vitis", "Vitis HLS: C synthesis, C/RTL co-simulation, IP export"):
+        report["hls"] = {"folder": "hls", "vitis": run_vitis_hls(work / "hls")}
+    if not report["hls"]["vitis"]["ran"]:
+        v = report["hls"]["vitis"]
+        log.console.print(f"[yellow]![/] {v['why']}; to run it, in the run folder: {v['command']}")
 
 
 @contextmanager
@@ -621,6 +691,16 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
             f"RTL == golden ({r['simulator']})",
             f"{r['mismatches']} mismatches / {r['vectors']} vectors",
         )
+    if "hls_vs_golden" in eq:
+        h = eq["hls_vs_golden"]
+        table.add_row(
+            "HLS == golden (g++ C sim)",
+            f"{h['mismatches']} mismatches / {h['vectors']} vectors   "
+            f"compile {h['compile_s']:.1f} s   run {h['csim_s']:.2f} s",
+        )
+    if "hls" in report:
+        v = report["hls"]["vitis"]
+        table.add_row("Vitis HLS", "ran" if v["ran"] else f"not run: {v['why']} ({v['command']})")
     if "qonnx_vs_golden" in eq:
         q = eq["qonnx_vs_golden"]
         table.add_row(

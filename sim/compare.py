@@ -19,6 +19,7 @@ def compare_rtl_to_golden(
     result: SimResult,
     output_node: str,
     expected_taps: Iterable[str] | None = None,
+    what: str = "RTL",
 ) -> dict[str, Any]:
     """Vectors compared, vectors with any differing value, and the first difference.
 
@@ -30,7 +31,9 @@ def compare_rtl_to_golden(
     out is still a hardware bug). Nothing is skipped: every tap must hold exactly one row
     per vector (a missing or extra beat is a mismatch), name a node of ``graph``, and
     every name in ``expected_taps`` (the manifest's tapped model nodes) must have come
-    back, or :class:`MismatchError` names what is wrong.
+    back, or :class:`MismatchError` names what is wrong. ``what`` names the compared
+    side in messages (the RTL simulation, or the HLS C simulation: both are read through
+    the same manifest, so one comparison serves both).
     """
     gold = run_golden_int(graph, x_int).outputs
     if output_node not in gold:
@@ -38,7 +41,8 @@ def compare_rtl_to_golden(
     unknown = sorted(set(result.taps) - set(gold))
     if unknown:
         raise MismatchError(
-            f"RTL taps {unknown} name no integer node of the model graph; its nodes: {sorted(gold)}"
+            f"{what} taps {unknown} name no integer node of the model graph; "
+            f"its nodes: {sorted(gold)}"
         )
     missing = sorted(set(expected_taps or ()) - set(result.taps))
     if missing:
@@ -46,7 +50,9 @@ def compare_rtl_to_golden(
     want = gold[output_node]
     got = np.asarray(result.outputs, dtype=np.int64)
     if want.shape != got.shape:
-        raise MismatchError(f"{output_node}: RTL output shape {got.shape} != golden {want.shape}")
+        raise MismatchError(
+            f"{output_node}: {what} output shape {got.shape} != golden {want.shape}"
+        )
     bad = np.any(want != got, axis=1)
     order = {n.name: i for i, n in enumerate(graph.nodes)}
     first = None
@@ -55,7 +61,7 @@ def compare_rtl_to_golden(
         expected = gold[name]
         if inner.shape != expected.shape:
             raise MismatchError(
-                f"{name}: the RTL tap delivered {_rows(inner)}, golden has {_rows(expected)}"
+                f"{name}: the {what} tap delivered {_rows(inner)}, golden has {_rows(expected)}"
             )
         bad |= np.any(expected != inner, axis=1)
         if first is None:
@@ -72,7 +78,7 @@ def compare_rtl_to_golden(
             "vector": first[1],
             "channel": first[2],
             "golden": first[3],
-            "rtl": first[4],
+            what.split()[0].lower(): first[4],
         },
     }
 

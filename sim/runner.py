@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from qfab.elements import pack_beats, unpack_beats
 from qfab.errors import MismatchError, ToolError
 from qfab.values import Element
 
@@ -247,29 +248,3 @@ def run_cocotb(
         None if latency < 0 else latency,
         flows,
     )
-
-
-def pack_beats(codes: np.ndarray, elems: int, bits: int) -> list[int]:
-    """Encoded vectors ``[N, features]`` -> beats of ``elems`` elements, element 0 at the LSBs."""
-    enc = np.asarray(codes, dtype=np.int64).reshape(len(codes), -1, elems)
-    beats = []
-    for frame in enc:
-        for beat in frame:
-            word = 0
-            for i, v in enumerate(beat.tolist()):
-                word |= int(v) << (i * bits)
-            beats.append(word)
-    return beats
-
-
-def unpack_beats(
-    beats: list[int], elems: int, bits: int, frames: int, beats_per_frame: int
-) -> np.ndarray:
-    """Beats -> ``[frames, beats_per_frame * elems]`` unsigned element patterns."""
-    if len(beats) != frames * beats_per_frame:
-        raise ToolError(f"sim: got {len(beats)} output beats, expected {frames * beats_per_frame}")
-    mask = (1 << bits) - 1
-    out = np.array(
-        [[(int(b) >> (i * bits)) & mask for i in range(elems)] for b in beats], dtype=np.int64
-    )
-    return out.reshape(frames, beats_per_frame * elems)

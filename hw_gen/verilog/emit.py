@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,13 +21,11 @@ from typing import Any
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from hw_gen.manifest import manifest, padded_bits, write_folder
 from hw_gen.perf import perf_model
 from hw_gen.verilog.units import EMITTERS, Design, Unit
 from qfab.errors import HardwareError
 from qfab.ir import Graph, Node, beat_elems
-
-MANIFEST_FORMAT = "qfab-design"
-MANIFEST_VERSION = 1
 
 
 def _env() -> Environment:
@@ -40,10 +36,6 @@ def _env() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-
-
-def _bytes(bits: int) -> int:
-    return -(-bits // 8) * 8
 
 
 def plan_units(graph: Graph) -> tuple[Design, list[Unit]]:
@@ -70,7 +62,9 @@ def _source_of(d: Design, reader: Node, index: int, src: str) -> dict[str, str]:
     if node.op == "InputQuant":
         width = d.stream_bits(src)
         return {
-            "data": "s_axis_tdata" if width == _bytes(width) else f"s_axis_tdata[{width - 1}:0]",
+            "data": "s_axis_tdata"
+            if width == padded_bits(width)
+            else f"s_axis_tdata[{width - 1}:0]",
             "valid": "s_axis_tvalid",
             "ready": "s_axis_tready",
         }
@@ -82,105 +76,6 @@ def _source_of(d: Design, reader: Node, index: int, src: str) -> dict[str, str]:
             "ready": f"n_{src}_tready[{k}]",
         }
     return {"data": f"n_{src}_tdata", "valid": f"n_{src}_tvalid", "ready": f"n_{src}_tready"}
-
-
-def _port(d: Design, name: str, port: str) -> dict[str, Any]:
-    node = d.graph.node(name)
-    el = d.element(name)
-    elems = int(beat_elems(node))
-    feats = int(np.prod(d.shapes[name]))
-    return {
-        "port": port,
-        "node": name,
-        "tdata_bits": _bytes(elems * el.bits),
-        "element": el.as_dict(),
-        "elems_per_beat": elems,
-        "beats_per_frame": feats // elems,
-        "features": feats,
-        "shape": list(d.shapes[name]),
-        "packing": "element 0 at bit 0; elements in NHWC order; beat i of a frame holds "
-        "elements i*elems_per_beat ...",
-    }
-
-
-def manifest(d: Design, units: list[Unit], top: str, clock_mhz: float, sources: list[str]):
-    """The design's description for simulators, drivers and boards (``design.json``)."""
-    g = d.graph
-    first, out_node = g.nodes[0], g.nodes[-1]
-    last = out_node.inputs[0]
-    inp = _port(d, first.name, "s_axis")
-    inp.update(
-        scale=float(first.attrs["scale"]),
-        signed_input=bool(first.attrs["signed"]),
-        quantize="clip(round_half_even(x / scale), lo, hi)",
-    )
-    outp = _port(d, last, "m_axis")
-    outp.update(
-        tlast="last beat of every frame",
-        model_node=_model_node(g, last),
-        dequant={
-            "scale": [float(v) for v in out_node.tensors["scale"]],
-            "bias": [float(v) for v in out_node.tensors["bias"]],
-            "formula": "float32(acc) * scale + bias (per output channel)",
-        },
-    )
-    memories = {u.node: u.memories for u in units if u.memories}
-    taps = []
-    for u in units:
-        node = g.node(u.node)
-        if node.attrs.get("model_node"):
-            tap = _port(d, u.node, f"n_{u.node}")
-            taps.append({**tap, "signal": f"n_{u.node}", "model_node": node.attrs["model_node"]})
-    return {
-        "format": MANIFEST_FORMAT,
-        "version": MANIFEST_VERSION,
-        "top": top,
-        "clock": {
-            "port": "ap_clk",
-            "reset": "ap_rst_n",
-            "reset_active": "low",
-            "mhz": clock_mhz,
-        },
-        "sources": sources,
-        "input": inp,
-        "output": outp,
-        "taps": taps,
-        "fifos": [
-            {"node": n.name, "instance": f"u_{n.name}", "depth": int(n.attrs["depth"])}
-            for n in g.nodes
-            if n.op == "FIFO"
-        ],
-        "perf": perf_model(g, clock_mhz),
-        "nodes": [
-            {
-                "name": n.name,
-                "op": n.op,
-                "module": f"{n.name}_unit",
-                **{
-                    k: n.attrs[k]
-                    for k in (
-                        "pe",
-                        "simd",
-                        "cycles",
-                        "model_node",
-                        "depth",
-                        "in_elems",
-                        "out_elems",
-                    )
-                    if n.attrs.get(k) is not None
-                },
-                **({"memories": memories[n.name]} if n.name in memories else {}),
-            }
-            for n in g.nodes[1:-1]
-        ],
-    }
-
-
-def _model_node(g: Graph, name: str) -> str | None:
-    node = g.node(name)
-    while node.op in ("DWC", "FIFO", "Fork"):
-        node = g.node(node.inputs[0])
-    return node.attrs.get("model_node")
 
 
 def generate_verilog(
@@ -252,10 +147,10 @@ def generate_verilog(
         out_elems=beat_elems(graph.node(last)),
         out_bits=d.element(last).bits,
         out_beats=out_beats,
-        in_width=_bytes(in_bits),
-        in_pad=_bytes(in_bits) - in_bits,
-        out_width=_bytes(out_bits),
-        out_pad=_bytes(out_bits) - out_bits,
+        in_width=padded_bits(in_bits),
+        in_pad=padded_bits(in_bits) - in_bits,
+        out_width=padded_bits(out_bits),
+        out_pad=padded_bits(out_bits) - out_bits,
         last=last,
         beat_bits=max(1, (out_beats - 1).bit_length()),
     )
@@ -264,21 +159,8 @@ def generate_verilog(
         *sorted(k for k in files if k not in library and k != f"{top}.v"),
         f"{top}.v",
     ]
-    info = manifest(d, units, top, clock_mhz, sources)
+    memories = {u.node: u.memories for u in units if u.memories}
+    info = manifest(d, top, clock_mhz, sources, memories)
     files["design.json"] = json.dumps(info, indent=2) + "\n"
-    _write_folder(Path(out_dir), files)
+    write_folder(Path(out_dir), files)
     return info
-
-
-def _write_folder(out_dir: Path, files: dict[str, str]) -> None:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        for name, text in files.items():
-            (tmp / name).write_text(text)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

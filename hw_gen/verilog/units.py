@@ -16,11 +16,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw_gen.verilog.rom import addr_bits, pack_word, rom_module
-from qfab.elements import acc_bits, acc_range, stream_elements
-from qfab.ir import Graph, Node, beat_elems, infer_shapes
-from qfab.ranges import node_ranges
-from qfab.values import Element, IntRange, bits_for, signed_bits
+from hw_gen.design import Design
+from hw_gen.verilog.rom import addr_bits, rom_module
+from hw_gen.words import (
+    activation_table,
+    table_words,
+    thresholding_acc_bits,
+    weight_element,
+    weight_words,
+)
+from qfab.ir import Node
 
 #: Widest weight multiplied in LUTs (shifted adds, one per weight bit) rather than a DSP.
 #: A k-bit weight times an n-bit input costs about k*n LUTs as k adds, fewer than the
@@ -40,36 +45,6 @@ def tree_stages(simd: int, xnor: bool) -> int:
     levels = max(1, (simd - 1).bit_length()) + 1 if simd > 1 else 1
     per_stage = 3 if xnor else 2
     return -(-levels // per_stage)
-
-
-class Design:
-    """What the emitters need to know about a hardware graph: shapes, ranges, elements."""
-
-    def __init__(self, graph: Graph) -> None:
-        self.graph = graph
-        self.shapes = infer_shapes(graph)
-        self.ranges = node_ranges(graph)
-        self.elements = stream_elements(graph)
-
-    def element(self, name: str) -> Element:
-        """How the output of node ``name`` is encoded on its stream (:mod:`qfab.elements`)."""
-        return self.elements[name]
-
-    def acc_range(self, node: Node) -> IntRange:
-        """The accumulator (or, for XNOR, match count) range of a compute unit."""
-        return acc_range(node, self.ranges[node.inputs[0]], self.shapes)
-
-    def acc_bits(self, node: Node) -> int:
-        """Two's complement accumulator width of a compute unit."""
-        return acc_bits(node, self.ranges[node.inputs[0]], self.shapes)
-
-    def stream_bits(self, name: str) -> int:
-        """Width of the data bus a node drives: elements per beat x element bits."""
-        return int(beat_elems(self.graph.node(name))) * self.element(name).bits
-
-    def readers(self, name: str) -> list[tuple[Node, int]]:
-        """(reader, input index) of every stream slot reading ``name``, in graph order."""
-        return [(n, i) for n in self.graph.nodes for i, src in enumerate(n.inputs) if src == name]
 
 
 @dataclass
@@ -150,14 +125,6 @@ def _rom(unit: Unit, port: str, words: list[int], data_bits: int, what: str) -> 
     ]
 
 
-def weight_element(node: Node) -> Element:
-    """Bipolar for 1-bit weights, else the narrowest signed width of the actual weights."""
-    w = node.tensors["weight"]
-    if int(node.attrs["weight_bits"]) == 1:
-        return Element(1, signed=True, bipolar=True)
-    return Element(max(2, bits_for(min(int(w.min()), -1), int(w.max()))), signed=True)
-
-
 def emit_compute(d: Design, node: Node) -> Unit:
     """MVAU, XnorMVAU (XNOR-popcount) and VVAU (depthwise) on ``mvau_pipe``."""
     w = node.tensors["weight"].astype(np.int64)
@@ -173,7 +140,6 @@ def emit_compute(d: Design, node: Node) -> Unit:
     acc_bits = d.acc_bits(node)
     has_t = "thresholds" in node.tensors
     out_el = d.element(node.name)
-    nf = mh // pe
     in_elems = pe if depthwise else simd
     unit = Unit(
         node.name,
@@ -186,29 +152,10 @@ def emit_compute(d: Design, node: Node) -> Unit:
         [],
         {"mvau_pipe.v"},
     )
-    # weight ROM: MVAU word nf*SF + sf holds W[nf*PE + p][sf*SIMD + s] at p*SIMD + s;
-    # VVAU word nf*K + k holds w[nf*PE + p][k] at p
-    enc = wel.encode(w)
-    words = []
-    if depthwise:
-        for f in range(nf):
-            for tap in range(k):
-                words.append(pack_word(enc[f * pe : (f + 1) * pe, tap], wel.bits))
-    else:
-        sf_n = mw // simd
-        for f in range(nf):
-            rows = enc[f * pe : (f + 1) * pe]
-            for s in range(sf_n):
-                words.append(pack_word(rows[:, s * simd : (s + 1) * simd].reshape(-1), wel.bits))
+    words = weight_words(node)  # layouts: hw_gen.words
     _rom(unit, "w", words, pe * simd * wel.bits, "weights")
-    if has_t:
-        table = node.tensors["thresholds"].astype(np.int64)
-        num_t = table.shape[1]
-    else:
-        bias = node.tensors.get("bias")
-        table = np.zeros((mh, 1), np.int64) if bias is None else bias.astype(np.int64)[:, None]
-        num_t = 0
-    t_words = [pack_word(table[f * pe : (f + 1) * pe].reshape(-1), acc_bits) for f in range(nf)]
+    table, num_t = activation_table(node)
+    t_words = table_words(table, pe, acc_bits)
     what = "thresholds" if has_t else "bias"
     _rom(unit, "t", t_words, pe * max(num_t, 1) * acc_bits, what)
     params = [
@@ -269,8 +216,8 @@ def emit_thresholding(d: Design, node: Node) -> Unit:
         {"threshold_stream.v"},
     )
     data, bits, signed = _arith_input(unit, d, node, 0, "s_axis", pe)
-    acc_bits = max(signed_bits(int(table.min()), int(table.max())), bits + (0 if signed else 1))
-    words = [pack_word(table[f * pe : (f + 1) * pe].reshape(-1), acc_bits) for f in range(c // pe)]
+    acc_bits = thresholding_acc_bits(table, bits, signed)
+    words = table_words(table, pe, acc_bits)
     _rom(unit, "t", words, pe * num_t * acc_bits, "thresholds")
     params = [
         ("C", c),

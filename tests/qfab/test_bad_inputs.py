@@ -640,6 +640,23 @@ RUN_CASES = [
         slow=True,  # checked on the lowered untrained model: imports torch and Brevitas
     ),
     Case(
+        "cfg_backend",
+        "config: an unknown hardware backend",
+        "qfab: error: <file>: hw.backend = 'vhdl' is not allowed; allowed: 'rtl', 'hls', 'both'",
+        config("hw: {backend: vhdl}\n" + GOOD),
+    ),
+    Case(
+        "cfg_hls_sparse",
+        "config: the HLS backend for a layer on the sparse engine (no HLS kernel), refused "
+        "before training",
+        "qfab: error: node 'fc0' (SparseMVAU): the HLS backend has no kernel for it; it maps "
+        "['AddStreams', 'ConcatStreams', 'DWC', 'FIFO', 'Fork', 'MVAU', 'ShuffleStreams', "
+        "'SlidingWindow', 'StreamingMaxPool', 'Thresholding', 'VVAU', 'XnorMVAU'] (use "
+        "hw.backend: rtl for this design)",
+        config("model: {hidden: [16]}\nhw: {backend: both, engine: sparse}\n" + GOOD),
+        slow=True,  # checked on the lowered untrained model: imports torch and Brevitas
+    ),
+    Case(
         "cfg_unknown_model",
         "config: unknown model name",
         "qfab: error: <file>: model.arch = 'resnet50' is not allowed; allowed: 'mlp', 'tfc', "

@@ -299,3 +299,83 @@ def test_a_kernel_larger_than_its_input_is_refused_before_training(tmp_path, cap
         "the images (3x3) are too small for this model.arch"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_hls_backend_alone_writes_hls_and_checks_level_3(tmp_path, capsys):
+    """``hw.backend: hls``: the HLS folder (no RTL), its C simulation == golden on the
+    extreme and data vectors, every tapped layer compared, and the Vitis script written
+    but honestly not run (no vitis_hls here), with the command to run it."""
+    cfg = tmp_path / "h.yaml"
+    cfg.write_text(
+        "model: {hidden: [16, 12], weight_bits: 3, act_bits: 2}\n"
+        "train: {epochs: 2, float_baseline: false}\n"
+        "hw: {backend: hls, fifo_sizing: 'off'}\n"
+        "sim: {vectors: 25}\nsynth: {part: xc7z020}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    extremes = extreme_vectors(Graph.load(out / "model.qfab.npz"))
+    hls = report["equality"]["hls_vs_golden"]
+    assert hls["mismatches"] == 0 and hls["first_mismatch"] is None
+    assert hls["vectors"] == len(extremes) + 25 and hls["data_vectors"] == 25
+    assert hls["compile_s"] > 0 and hls["csim_s"] > 0 and hls["compiler"].startswith("g++")
+    assert "rtl_vs_golden" not in report["equality"] and "resources" not in report
+    assert not (out / "rtl").exists()
+    assert report["hardware"]["backend"] == "hls"
+    for name in ("qfab_top.cpp", "qfab_top.h", "qfab_hls.h", "csim_main.cpp", "run_hls.tcl"):
+        assert (out / "hls" / name).is_file(), name
+    # the Vitis test bench: golden's output beats for the first vectors simulated
+    beats = (out / "hls" / "tb_expected.hex").read_text().split()
+    frames = min(64, hls["vectors"])
+    assert len(beats) == frames * report["hardware"]["ports"]["m_axis"]["beats_per_frame"]
+    vitis = report["hls"]["vitis"]
+    assert vitis == {
+        "ran": False,
+        "why": "vitis_hls is not on PATH",
+        "command": "cd hls && vitis_hls -f run_hls.tcl",
+    }
+    assert "HLS == golden (g++ C sim)" in printed and f"0 mismatches / {hls['vectors']}" in printed
+    assert "Vitis HLS" in printed and "not run: vitis_hls is not on PATH" in printed
+
+
+def test_hls_mismatch_exits_2_and_keeps_the_evidence(tmp_path, capsys, monkeypatch):
+    """A wrong threshold offset in one generated HLS kernel fails level 3 (with the RTL
+    of the same run correct): exit 2, the layer named, the folder kept."""
+    import hw_gen.hls.kernels as kernels
+
+    real = kernels.KERNELS["MVAU"]
+
+    def off_by_one(d, node):
+        k = real(d, node)
+        if node.attrs.get("model_node") == "mt1":
+            k.p["OFFSET"] += 1
+        return k
+
+    monkeypatch.setitem(kernels.KERNELS, "MVAU", off_by_one)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model: {hidden: [16, 12]}\ntrain: {epochs: 2, float_baseline: false}\n"
+        "hw: {backend: both, fifo_sizing: 'off'}\n"
+        "sim: {simulator: icarus, vectors: 20}\nsynth: {enabled: false}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qfab: error: HLS C simulation != golden on ") and "mt1" in err
+    report = json.loads((out / "report.json").read_text())
+    assert report["equality"]["rtl_vs_golden"]["mismatches"] == 0
+    hls = report["equality"]["hls_vs_golden"]
+    assert hls["mismatches"] > 0 and hls["first_mismatch"]["layer"] == "mt1"
+    assert hls["first_mismatch"]["hls"] != hls["first_mismatch"]["golden"]
+    assert (out / "hls" / "qfab_top.cpp").exists() and (out / "rtl" / "qfab_top.v").exists()
+
+
+def test_unknown_backend_is_refused_with_the_allowed_values(tmp_path, capsys):
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("hw: {backend: vhdl}\n")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "hw.backend = 'vhdl' is not allowed; allowed: 'rtl', 'hls', 'both'" in err
+    assert not (tmp_path / "out").exists()

@@ -18,7 +18,7 @@ def test_beats_round_trip_with_element_zero_at_the_lsbs():
     assert beats[0] == (0b100 | 0b011 << 3)  # -4 then 3
     raw = unpack_beats(beats, 2, 3, frames=2, beats_per_frame=3)
     assert np.array_equal(el.decode(raw), x)
-    with pytest.raises(ToolError, match="got 5 output beats, expected 6"):
+    with pytest.raises(ToolError, match="got 5 beats, expected 6"):
         unpack_beats(beats[:5], 2, 3, frames=2, beats_per_frame=3)
 
 
