@@ -21,7 +21,14 @@ from pathlib import Path
 from qfab.errors import HardwareError, ToolError
 
 #: part prefix -> synth_xilinx -family
-FAMILIES = {"xc7": "xc7", "xczu": "xcup", "xcu": "xcup", "xcvu": "xcup", "xcku": "xcup"}
+FAMILIES = {
+    "xc7": "xc7",
+    "xczu": "xcup",
+    "xcu": "xcup",
+    "xcvu": "xcup",
+    "xcku": "xcup",
+    "xck2": "xcup",  # Kria SOMs (xck24, xck26): Zynq UltraScale+ parts
+}
 
 
 def family_of(part: str) -> str:

@@ -122,3 +122,10 @@ def unpack_beats(
         [[(int(b) >> (i * bits)) & mask for i in range(elems)] for b in beats], dtype=np.int64
     )
     return out.reshape(frames, beats_per_frame * elems)
+
+
+def port_element(port: dict) -> Element:
+    """The element encoding of a stream as a design's manifest (``design.json``) gives it
+    (its ``element`` entry: bits, signed, bipolar)."""
+    e = port["element"]
+    return Element(int(e["bits"]), bool(e["signed"]), bool(e["bipolar"]))

@@ -22,8 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from qfab.elements import pack_beats, port_element, unpack_beats
 from qfab.errors import MismatchError, ToolError
-from sim.runner import SimResult, element_of, load_manifest, pack_beats, unpack_beats
+from sim.runner import SimResult, load_manifest
+
+#: Longest a compile or a C simulation may take before it is stopped (CNV's 300 vectors
+#: take seconds; a kernel stuck in a loop would take forever).
+TIMEOUT_S = 1800
 
 #: g++ flags: C++14 as Vitis HLS compiles, -O1 (compile time dominates small runs),
 #: the ap_types as a system include (their own warnings are not the design's).
@@ -84,7 +89,10 @@ def build_csim(design_dir: str | os.PathLike[str], build_dir: str | os.PathLike[
         "-o",
         str(exe),
     ]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"g++ took over {TIMEOUT_S} s on the HLS design in {design_dir}") from None
     (build_dir / "compile.log").write_text(" ".join(cmd) + "\n" + res.stdout + res.stderr)
     if res.returncode != 0:
         raise ToolError(
@@ -115,14 +123,17 @@ def run_csim(
     t0 = time.perf_counter()
     exe = build_csim(design_dir, build_dir)
     t1 = time.perf_counter()
-    in_el = element_of(inp)
+    in_el = port_element(inp)
     beats = pack_beats(in_el.encode(x_int), inp["elems_per_beat"], in_el.bits)
     fin, fout, ftaps = build_dir / "in.hex", build_dir / "out.hex", build_dir / "taps.txt"
     fin.write_text("".join(f"{b:x}\n" for b in beats))
     fout.unlink(missing_ok=True)
     ftaps.unlink(missing_ok=True)
     args = [str(exe), str(fin), str(fout), str(ftaps) if taps else "-"]
-    res = subprocess.run(args, capture_output=True, text=True, check=False)
+    try:
+        res = subprocess.run(args, capture_output=True, text=True, check=False, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"the HLS C simulation of {design_dir} ran over {TIMEOUT_S} s") from None
     t2 = time.perf_counter()
     (build_dir / "csim.log").write_text(res.stdout + res.stderr)
     if res.returncode != 0:
@@ -130,7 +141,7 @@ def run_csim(
     warned = [line for line in res.stdout.splitlines() if "WARNING: Hls::stream" in line]
     if warned:
         raise MismatchError(f"HLS C simulation: {warned[0].strip()} (a stream read while empty)")
-    out_el = element_of(outp)
+    out_el = port_element(outp)
     words = [int(w, 16) for w in fout.read_text().split()]
     raw = unpack_beats(
         words, outp["elems_per_beat"], out_el.bits, len(x_int), outp["beats_per_frame"]
@@ -159,7 +170,7 @@ def _read_taps(manifest: dict, path: Path, frames: int) -> dict[str, np.ndarray]
                 f"HLS C simulation: tap '{tap['model_node']}' ({tap['node']}) wrote "
                 f"{len(words)} beats, expected {frames} frames x {per_frame}"
             )
-        el = element_of(tap)
+        el = port_element(tap)
         out[tap["model_node"]] = el.decode(
             unpack_beats(words, tap["elems_per_beat"], el.bits, frames, per_frame)
         )

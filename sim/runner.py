@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from qfab.elements import pack_beats, unpack_beats
+from qfab.elements import pack_beats, port_element, unpack_beats
 from qfab.errors import MismatchError, ToolError
-from qfab.values import Element
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -103,11 +102,6 @@ def _wheel_makeflags(existing: str) -> str:
     return f"{existing} {fix}" if " -- " in f" {existing} " else f"{existing} -- {fix}"
 
 
-def element_of(port: dict[str, Any]) -> Element:
-    e = port["element"]
-    return Element(int(e["bits"]), bool(e["signed"]), bool(e["bipolar"]))
-
-
 def run_cocotb(
     design_dir: str | os.PathLike[str],
     x_int: np.ndarray,
@@ -143,7 +137,7 @@ def run_cocotb(
     out = build_dir / "results.npz"
     out.unlink(missing_ok=True)
     tap_list = manifest["taps"] if taps else []
-    in_el = element_of(inp)
+    in_el = port_element(inp)
     beats = pack_beats(in_el.encode(x_int), inp["elems_per_beat"], in_el.bits)
     cpf = int(manifest["perf"]["cycles_per_frame"])
     plan = {
@@ -214,7 +208,7 @@ def run_cocotb(
     res = np.load(out)
     if str(res["error"]):
         raise ToolError(f"{simulator}: {res['error']}")
-    out_el = element_of(outp)
+    out_el = port_element(outp)
     raw = unpack_beats(
         [int(v) for v in res["beats"]],
         outp["elems_per_beat"],
@@ -232,7 +226,7 @@ def run_cocotb(
                 f"{simulator}: tap '{tap['model_node']}' delivered {len(words)} beats, not a "
                 f"whole number of {per_frame}-beat frames"
             )
-        el = element_of(tap)  # every listed tap is recorded, empty too: compare sees it
+        el = port_element(tap)  # every listed tap is recorded, empty too: compare sees it
         recorded[tap["model_node"]] = el.decode(
             unpack_beats(words, tap["elems_per_beat"], el.bits, frames, per_frame)
         )

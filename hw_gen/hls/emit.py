@@ -21,7 +21,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from hw_gen.design import Design
 from hw_gen.hls.kernels import KERNELS, MAX_WORD_BITS, STREAM_ONLY, Kernel
-from hw_gen.manifest import manifest, write_folder
+from hw_gen.manifest import manifest, padded_bits, write_folder
 from hw_gen.perf import perf_model
 from qfab.errors import HardwareError
 from qfab.ir import Graph, beat_elems
@@ -98,12 +98,19 @@ def _wiring(d: Design, kernels: list[Kernel]) -> tuple[list[dict], list[str], st
                     "depth": DEFAULT_DEPTH,
                 }
 
+    first = g.nodes[0].name  # the input stage's stream (s_axis, trimmed to its elements)
+    streams[f"s_{first}"] = {
+        "name": f"s_{first}",
+        "bits": d.stream_bits(first),
+        "depth": DEFAULT_DEPTH,
+    }
+
     def source(node_name: str, index: int, src: str) -> str:
         if (node_name, index) in stream_of:
             return stream_of[(node_name, index)]
         node = g.node(src)
         if node.op == "InputQuant":
-            return "s_axis"
+            return f"s_{first}"
         if node.op == "FIFO":
             inner = source(node.name, 0, node.inputs[0])
             if inner in streams:
@@ -135,19 +142,22 @@ def generate_hls(
     env = _env()
     bodies = [env.get_template(k.template).render(k=k, p=k.p) for k in kernels]
     streams, calls, final = _wiring(d, kernels)
-    if final == "s_axis":
+    if final == f"s_{graph.nodes[0].name}":
         raise HardwareError("the hardware graph has no unit between its input and output")
     perf = perf_model(graph, clock_mhz)
     first, last = graph.nodes[0].name, graph.nodes[-1].inputs[0]
     in_bits, out_bits = d.stream_bits(first), d.stream_bits(last)
     in_beats = int(np.prod(d.shapes[first])) // int(beat_elems(graph.nodes[0]))
     out_beats = int(np.prod(d.shapes[last])) // int(beat_elems(graph.node(last)))
+    calls.insert(0, f"{top}_input(s_axis, s_{first});")
     calls.append(f"{top}_output({final}, m_axis);")
-    streams = [s for s in streams if s["name"] != "s_axis"]
     ctx = {
         "top": top,
         "in_bits": in_bits,
         "out_bits": out_bits,
+        # the ports' TDATA is whole bytes, as the Verilog top's (design.json's tdata_bits)
+        "in_port_bits": padded_bits(in_bits),
+        "out_port_bits": padded_bits(out_bits),
         "in_beats": in_beats,
         "out_beats": out_beats,
         "in_elems": beat_elems(graph.nodes[0]),

@@ -295,11 +295,14 @@ def concat_kernel(d: Design, node: Node) -> Kernel:
     out = d.element(node.name)
     shape = d.shapes[node.name]
     k = _base(d, node, "concat.cpp.j2", f"channel concat of {len(node.inputs)} streams, PE={pe}")
-    src = []
+    src, end = [], 0
     for s in node.inputs:
         el = d.element(s)
-        src.append({"CB": d.shapes[s][-1] // pe, "RAW": el == out, **_el("", el)})
-    k.p.update(PE=pe, PIXELS=int(np.prod(shape[:-1])), OB=out.bits, OBP=out.bipolar, SRC=src)
+        end += d.shapes[s][-1] // pe  # beats of this input end the pixel's first `end`
+        src.append({"END": end, "RAW": el == out, **_el("", el)})
+    k.p.update(
+        PE=pe, PIXELS=int(np.prod(shape[:-1])), BEATS=end, OB=out.bits, OBP=out.bipolar, SRC=src
+    )
     return k
 
 

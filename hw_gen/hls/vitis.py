@@ -20,20 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from qfab.elements import pack_beats
+from qfab.elements import pack_beats, port_element
 from qfab.errors import ToolError
 from qfab.golden import run_golden_int
 from qfab.ir import Graph
-from qfab.values import Element
 
 #: Longest a Vitis HLS run may take before it is stopped (C synthesis + co-simulation of
 #: a CNV-sized design take tens of minutes).
 VITIS_TIMEOUT_S = 4 * 3600
-
-
-def _element(port: dict[str, Any]) -> Element:
-    e = port["element"]
-    return Element(int(e["bits"]), bool(e["signed"]), bool(e["bipolar"]))
 
 
 def write_testbench(design_dir: str | os.PathLike[str], graph: Graph, x_int: np.ndarray) -> int:
@@ -44,7 +38,7 @@ def write_testbench(design_dir: str | os.PathLike[str], graph: Graph, x_int: np.
     inp, outp = info["input"], info["output"]
     x_int = np.asarray(x_int, dtype=np.int64)
     want = run_golden_int(graph, x_int).outputs[outp["model_node"]]
-    in_el, out_el = _element(inp), _element(outp)
+    in_el, out_el = port_element(inp), port_element(outp)
     beats_in = pack_beats(in_el.encode(x_int), inp["elems_per_beat"], in_el.bits)
     beats_out = pack_beats(out_el.encode(want), outp["elems_per_beat"], out_el.bits)
     (design_dir / "tb_in.hex").write_text("".join(f"{b:x}\n" for b in beats_in))

@@ -27,3 +27,20 @@ def test_limbs_reassemble_every_word(words, bits):
         parts = [int(x.removesuffix("ULL"), 16) for x in row.split(", ")]
         assert len(parts) == n and all(p < 1 << 64 for p in parts)
         assert sum(p << (64 * i) for i, p in enumerate(parts)) == word
+
+
+def test_a_word_wider_than_ap_uint_allows_is_refused_by_name(tmp_path):
+    """A weight word of PE x SIMD x bits over 32,768 bits (ap_uint's limit) is refused,
+    naming the node, before any file."""
+    import pytest
+
+    from hw_gen.hls.emit import generate_hls
+    from hw_gen.passes import lower
+    from qfab.errors import HardwareError
+    from qfab.random_graph import random_mlp_graph
+
+    g = random_mlp_graph(256, [128], 4, weight_bits=3, act_bits=2, seed=0)
+    hw = lower(g, pe=[128, 1], simd=[256, 128])  # fc0: 128 x 256 x 3 bits = 98,304
+    with pytest.raises(HardwareError, match=r"node 'fc0' \(MVAU\): its weight word is 98304 bits"):
+        generate_hls(hw, tmp_path / "hls")
+    assert not list(tmp_path.iterdir())

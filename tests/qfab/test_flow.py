@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -331,13 +332,16 @@ def test_hls_backend_alone_writes_hls_and_checks_level_3(tmp_path, capsys):
     frames = min(64, hls["vectors"])
     assert len(beats) == frames * report["hardware"]["ports"]["m_axis"]["beats_per_frame"]
     vitis = report["hls"]["vitis"]
-    assert vitis == {
-        "ran": False,
-        "why": "vitis_hls is not on PATH",
-        "command": "cd hls && vitis_hls -f run_hls.tcl",
-    }
     assert "HLS == golden (g++ C sim)" in printed and f"0 mismatches / {hls['vectors']}" in printed
-    assert "Vitis HLS" in printed and "not run: vitis_hls is not on PATH" in printed
+    if shutil.which("vitis_hls") is None:  # qfab's CI machines: said, not faked
+        assert vitis == {
+            "ran": False,
+            "why": "vitis_hls is not on PATH",
+            "command": "cd hls && vitis_hls -f run_hls.tcl",
+        }
+        assert "Vitis HLS" in printed and "not run: vitis_hls is not on PATH" in printed
+    else:
+        assert vitis["ran"] and (out / "hls" / vitis["log"]).is_file()
 
 
 def test_hls_mismatch_exits_2_and_keeps_the_evidence(tmp_path, capsys, monkeypatch):
