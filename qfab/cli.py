@@ -29,7 +29,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if source is not None and not source.is_file():
         raise ConfigError(f"--from {source}: IR file not found")
     run_flow(cfg, Path(args.out), make_console(), from_ir=source)
-    made = ("model.qfab.npz", "model.onnx", "rtl/", "report.json")
+    made = ("model.qfab.npz", "model.onnx", "rtl/", "hls/", "report.json")
     wrote = [p for p in made if (Path(args.out) / p).exists()]
     print("wrote " + ", ".join(f"{args.out}/{p}" for p in wrote))
     return 0
@@ -124,6 +124,79 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``qfab build``'s exit code when the bitstream was built but misses its clock
+EXIT_TIMING = 1
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from boards.catalog import get_board
+    from qfab.board_flow import build_for_board
+
+    board = get_board(args.board)
+    run_dir = Path(args.run_dir)
+    console = make_console()
+    result = build_for_board(
+        run_dir,
+        board,
+        Path(args.out),
+        console,
+        clock_mhz=args.clock_mhz,
+        jobs=args.jobs,
+        fit_check=not args.no_fit_check,
+        search_folding=args.find_folding,
+    )
+    if result["flow"] == "vivado":
+        v = result["vivado"]
+        print(f"wrote {result['script']} (Tcl checked: every command parsed, ports = RTL top)")
+        if v["ran"]:
+            print(f"vivado wrote {args.out}/{v['bitstream']} and {args.out}/{v['hwh']}")
+        else:
+            print(f"{v['why']}: not run; to build the bitstream: {v['command']}")
+    else:
+        fmax, met = result["fmax_mhz"], "met" if result["timing_met"] else "NOT met"
+        print(
+            f"wrote {result['out_dir']}/{result['bitstream']} (nextpnr Fmax {fmax:.1f} MHz, "
+            f"{result['clock_mhz']:g} MHz clock: timing {met})"
+        )
+        if not result["timing_met"]:  # built and kept, but not a success a script may miss
+            print("qfab: timing not met: fold further or lower the clock", file=sys.stderr)
+            return EXIT_TIMING
+
+    return 0
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    import json
+
+    from boards.catalog import get_board
+    from boards.deploy import DeployError, Target, deploy
+
+    board = get_board(args.board)
+    if not board.is_zynq:
+        raise DeployError(f"{board.name}: deploy is for PYNQ boards over SSH; flash iCE40 over USB")
+    built = Path(args.build_dir) / "build.json"
+    made_for = json.loads(built.read_text()).get("board") if built.is_file() else None
+    if made_for is not None and made_for != board.name:
+        raise DeployError(f"{args.build_dir} was built for {made_for}, not {board.name}")
+    target = Target(
+        args.host,
+        user=args.user,
+        port=args.port,
+        key=Path(args.key) if args.key else None,
+        timeout=args.timeout,
+        remote_dir=args.remote_dir,
+        python=args.python,
+        known_hosts=Path(args.known_hosts) if args.known_hosts else None,
+        sudo=args.sudo,
+        ssh_options=["-F", args.ssh_config] if args.ssh_config else [],
+    )
+    result = deploy(args.build_dir, target, board)
+    smoke = result["smoke_test"]
+    print(f"copied {', '.join(result['files'])} to {result['destination']}")
+    print(f"smoke test: files intact, driver ran ({smoke['python']}); overlay {smoke['overlay']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qfab", description="Quantized network -> bit-exact FPGA accelerator."
@@ -154,6 +227,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("ir")
     info.set_defaults(func=_cmd_info)
+    from boards.catalog import BOARDS
+
+    build = sub.add_parser(
+        "build", help="a run's design onto a board: Vivado project (Zynq) or iCE40 bitstream"
+    )
+    build.add_argument("run_dir", help="a `qfab run --out` folder")
+    build.add_argument("--board", required=True, help=f"one of: {', '.join(BOARDS)}")
+    build.add_argument("--out", required=True, help="build folder")
+    build.add_argument("--clock-mhz", type=float, help="fabric clock (default: the design's)")
+    build.add_argument("--jobs", type=int, default=4, help="Vivado jobs")
+    build.add_argument("--no-fit-check", action="store_true", help="skip the resource check")
+    build.add_argument(
+        "--find-folding",
+        action="store_true",
+        help="if it does not fit: re-lower and re-synthesize to find a hw.target_cycles that fits",
+    )
+    build.set_defaults(func=_cmd_build)
+    dep = sub.add_parser("deploy", help="copy a board build over SSH and run a smoke test")
+    dep.add_argument("build_dir", help="a `qfab build --out` folder")
+    dep.add_argument("--board", required=True, help=f"one of: {', '.join(BOARDS)}")
+    dep.add_argument("--host", required=True)
+    dep.add_argument("--user", help="remote user (default: ssh's; PYNQ images: xilinx)")
+    dep.add_argument("--port", type=int, default=22)
+    dep.add_argument("--key", help="private key file")
+    dep.add_argument("--timeout", type=float, default=10.0, help="connect timeout, seconds")
+    dep.add_argument(
+        "--remote-dir", default="qfab", help="folder on the board (relative or ~/...: in home)"
+    )
+    dep.add_argument("--python", default="python3", help="the board's Python (with pynq)")
+    dep.add_argument("--known-hosts", help="ssh known_hosts file (default: ssh's own)")
+    dep.add_argument("--ssh-config", help="ssh/scp config file (-F; /dev/null: none)")
+    dep.add_argument(
+        "--sudo",
+        action="store_true",
+        help="run the smoke test's Python with 'sudo -n -E': PYNQ images need root to load "
+        "an overlay (as xilinx: passwordless sudo needed; or use --user root)",
+    )
+    dep.set_defaults(func=_cmd_deploy)
     return parser
 
 

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("quant_train", "hw_gen", "sim", "boards")
-ORCHESTRATION = ("qfab.config", "qfab.flow", "qfab.cli", "qfab.compress_flow")
+ORCHESTRATION = ("qfab.config", "qfab.flow", "qfab.cli", "qfab.compress_flow", "qfab.board_flow")
 
 
 def imports(path: Path) -> set[str]:

@@ -37,12 +37,14 @@ def run_unit_bench(
     case: Mapping[str, Any] | None = None,
     simulator: str = "icarus",
     testcase: str | None = None,
+    build_args: Sequence[str] = (),
 ) -> None:
     """Build ``toplevel`` with ``parameters``, run cocotb module ``bench`` on it.
 
     ``case`` is passed to the bench as JSON (``QFAB_UNIT_CASE``) together with the
     parameters (under ``"params"``). ``testcase`` names the one cocotb test of ``bench``
     to run (a bench module may hold several scenarios); all of them when ``None``.
+    ``build_args`` go to the simulator's compiler after qfab's own (e.g. a ``-D`` define).
     Raises ``AssertionError`` when the bench fails.
     """
     from cocotb_tools.runner import get_results, get_runner
@@ -61,7 +63,7 @@ def run_unit_bench(
             hdl_toplevel=toplevel,
             parameters=dict(parameters),
             build_dir=build,
-            build_args=["-O2"] if simulator == "verilator" else [],
+            build_args=(["-O2"] if simulator == "verilator" else []) + list(build_args),
             timescale=("1ns", "1ps"),
             always=True,
             log_file=str(build / "build.log"),
