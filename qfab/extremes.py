@@ -75,6 +75,11 @@ SEARCH_ROUNDS = 24
 SEARCH_COORDS = 64
 #: Input values a search move may choose from (all of them for inputs of up to 4 bits).
 SEARCH_LEVELS = 16
+#: Pair moves (two inputs set at once) tried by a target no single move improves, at
+#: most this many candidates: a hidden channel may need two inputs moved together to
+#: step while another holds (found by the brute-force test: 3 inputs, two thresholds
+#: pulling one input both ways).
+PAIR_CANDIDATES = 20_000
 #: Vectors evaluated per forward call (bounds the memory of the batched search).
 BATCH = 4096
 #: Work budget of the whole search, in multiply-adds of golden's forward pass (a fraction
@@ -441,10 +446,11 @@ def _search(
     targets: list[_Target], evaluate: _Evaluator, lo: int, hi: int, work: dict[str, int]
 ) -> None:
     """Greedy coordinate ascent: each round, every unfinished target moves the one input
-    (to any of :func:`_levels`) that raises its value most; it stops at the bound, when no
-    single move helps, or when :data:`SEARCH_WORK` is spent (targets nearest their
-    bound first). Interior levels matter past a threshold: a hidden channel may have to
-    sit between two of its steps."""
+    (to any of :func:`_levels`) that raises its value most; a target no single move
+    improves tries moving two inputs at once (up to :data:`PAIR_CANDIDATES`); it stops
+    at the bound, when no such move helps, or when :data:`SEARCH_WORK` is spent (targets
+    nearest their bound first). Interior levels matter past a threshold: a hidden
+    channel may have to sit between two of its steps."""
     budget = SEARCH_WORK
     levels = _levels(lo, hi)
     active = sorted(targets, key=lambda t: t.bound - t.value)
@@ -483,9 +489,49 @@ def _search(
                 t.x = cand[rows[best]].copy()
                 t.value = int(vals[best])
                 t.care = np.ones_like(t.care)
-                if t.value < t.bound:
-                    still.append(t)
+            else:
+                before = t.value
+                budget = _pair_move(t, tries[k][1], levels, evaluate, work, budget)
+                if budget is None:
+                    return
+                if t.value == before:
+                    continue  # stuck: no single or pair move helps
+            if t.value < t.bound:
+                still.append(t)
         active = still
+
+
+def _pair_move(
+    t: _Target,
+    coords: np.ndarray,
+    levels: np.ndarray,
+    evaluate: _Evaluator,
+    work: dict[str, int],
+    budget: int,
+) -> int | None:
+    """Move ``t`` by the best setting of two inputs at once, if one raises its value;
+    return the budget left (None: spent)."""
+    pairs = [(i, j) for a, i in enumerate(coords) for j in coords[a + 1 :]]
+    per_pair = len(levels) ** 2
+    if not pairs or len(pairs) * per_pair > PAIR_CANDIDATES:
+        return budget
+    cost = len(pairs) * per_pair * work[t.node]
+    if cost > budget:
+        return None
+    ii = np.repeat([p[0] for p in pairs], per_pair)
+    jj = np.repeat([p[1] for p in pairs], per_pair)
+    vi = np.tile(np.repeat(levels, len(levels)), len(pairs))
+    vj = np.tile(np.tile(levels, len(levels)), len(pairs))
+    cand = np.repeat(t.x[None], len(ii), axis=0)
+    rows = np.arange(len(ii))
+    cand[rows, ii], cand[rows, jj] = vi, vj
+    vals = t.sense * evaluate(cand, {t.node})[t.node][:, t.feature]
+    best = int(np.argmax(vals))
+    if vals[best] > t.value:
+        t.x = cand[best].copy()
+        t.value = int(vals[best])
+        t.care = np.ones_like(t.care)
+    return budget - cost
 
 
 def _levels(lo: int, hi: int) -> np.ndarray:
