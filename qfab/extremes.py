@@ -254,9 +254,18 @@ def _aim(
     linear = _linear_nodes(nodes)
     spent = [0]  # backward multiply-adds into deeper nodes (AIM_WORK)
     inputs = int(np.prod(shapes[nodes[0].name]))
+    windows = {
+        n.name: _window_bounds(n, shapes, lo, hi)
+        for n in nodes
+        if n.op == "Conv2d" and n.inputs == [nodes[0].name]
+    }
     for t in targets:  # graph order: shallow (cheap, exact) targets first
         channels = shapes[t.node][-1]
         pixels = _pixels_near_centre(shapes[t.node], t.node in linear)
+        if t.node in windows:  # and the pixels whose windows reach furthest (padding)
+            best = windows[t.node][t.sense][:, t.channel]
+            top = np.argsort(-best, kind="stable")[:PIXEL_CANDIDATES]
+            pixels = list(dict.fromkeys([*pixels, *(int(p) for p in top)]))
         deep = t.node not in linear
         aimed = False
         for p in pixels:
@@ -280,6 +289,23 @@ def _aim(
     for row, (t, feature, grad) in enumerate(tries):
         if t.value is None or value[row] > t.value:
             t.value, t.x, t.care, t.feature = int(value[row]), x[row], grad != 0, feature
+
+
+def _window_bounds(n: Node, shapes: Shapes, lo: int, hi: int) -> dict[int, np.ndarray]:
+    """Per output pixel and channel of a convolution on the input: the largest value its
+    window can reach (sense +1) and minus the smallest (sense -1). Only taps inside the
+    image count, so a border window of a padded convolution can reach further than any
+    interior one; ranking pixels by this finds it however large the map."""
+    w = n.tensors["weight"].astype(np.int64)
+    ones = np.ones((1, int(np.prod(shapes[n.inputs[0]]))), np.int64)
+
+    def window_sums(weight: np.ndarray) -> np.ndarray:
+        part = Node(n.name, n.op, n.inputs, dict(n.attrs), {"weight": weight})
+        out = op_of(part).execute(part, [ones], [shapes[n.inputs[0]]], shapes[n.name])
+        return np.asarray(out).reshape(-1, shapes[n.name][-1])
+
+    pos, neg = window_sums(np.maximum(w, 0)), window_sums(np.minimum(w, 0))
+    return {+1: pos * hi + neg * lo, -1: -(pos * lo + neg * hi)}
 
 
 # ------------------------------------------------------------------ backward propagation
