@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from boards.atomic_folder import atomic_folder
 from boards.uart_design import UART_TOP, write_uart_design
 from qfab.errors import HardwareError, QfabError, ToolError
+from qfab.folders import atomic_folder
 
 #: iCEBreaker v1.0 pins, from YosysHQ/icestorm examples/icebreaker/icebreaker.pcf
 #: (commit d3a753f7d747b007f464a831d6b2b21e87991e46): CLK 35 (12 MHz oscillator),
@@ -210,7 +210,7 @@ def build_ice40(
     pcf_text = ICEBREAKER_PCF if pcf is None else _read_pcf(Path(pcf))
     tools = find_tools()
     started = time.monotonic()
-    with atomic_folder(out_dir) as tmp:
+    with atomic_folder(out_dir, error=HardwareError) as tmp:
         uart = write_uart_design(design_dir, tmp / "rtl", clock_mhz=clock_mhz, baud=baud)
         (tmp / "board.pcf").write_text(pcf_text)
         write_synth_script(tmp, "rtl", uart["sources"])

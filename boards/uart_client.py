@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from qfab.elements import port_element as element_of
 from qfab.errors import HardwareError, MismatchError, ToolError
 from qfab.golden import quantize_input
 from qfab.ir import Node
@@ -54,12 +55,6 @@ def load_manifest(design_dir: str | os.PathLike[str]) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise HardwareError(f"{path}: not valid JSON ({exc})") from None
-
-
-def element_of(port: dict[str, Any]) -> Element:
-    """How the manifest port's elements are encoded."""
-    e = port["element"]
-    return Element(int(e["bits"]), bool(e["signed"]), bool(e["bipolar"]))
 
 
 def element_range(el: Element) -> tuple[int, int]:

@@ -19,7 +19,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from boards.atomic_folder import atomic_folder
 from boards.uart_client import (
     check_protocol,
     load_manifest,
@@ -27,6 +26,7 @@ from boards.uart_client import (
     reply_length,
 )
 from qfab.errors import HardwareError
+from qfab.folders import atomic_folder
 
 UART_TOP = "qfab_uart_top"
 #: rtl/ modules the wrapper instantiates, in compile order (qfab_top's files come first)
@@ -148,7 +148,7 @@ def write_uart_design(
         "idle_timeout_bits": IDLE_BYTES * 10,
         "protocol": "boards/uart_client.py (8N1; frame bytes in, class + outputs out)",
     }
-    with atomic_folder(out_dir) as tmp:
+    with atomic_folder(out_dir, error=HardwareError) as tmp:
         for f in sorted(design_dir.iterdir()):  # the accelerator: Verilog, ROMs, manifest
             if f.is_file() and not f.name.startswith("."):
                 shutil.copy2(f, tmp / f.name)

@@ -10,8 +10,6 @@ or bench serves both.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,8 @@ import numpy as np
 
 from hw_gen.design import Design
 from hw_gen.perf import perf_model
+from qfab.errors import HardwareError
+from qfab.folders import atomic_folder
 from qfab.ir import Graph, beat_elems
 
 MANIFEST_FORMAT = "qfab-design"
@@ -138,16 +138,8 @@ def _model_node(g: Graph, name: str) -> str | None:
 
 
 def write_folder(out_dir: Path, files: dict[str, str]) -> None:
-    """Write ``files`` into a temp folder beside ``out_dir``, then rename it into place
-    (an old ``out_dir`` is replaced; a failure leaves neither half-written)."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    """Write ``files`` into ``out_dir`` at once (:func:`qfab.folders.atomic_folder`: an
+    old ``out_dir`` is replaced; a failure leaves neither half-written)."""
+    with atomic_folder(out_dir, error=HardwareError) as tmp:
         for name, text in files.items():
             (tmp / name).write_text(text)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

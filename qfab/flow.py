@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +25,7 @@ from rich.table import Table
 from qfab.config import Config
 from qfab.errors import ConfigError, HardwareError, MismatchError, QfabError
 from qfab.extremes import ExtremeSet, extreme_vectors
+from qfab.folders import atomic_folder
 from qfab.golden import quantize_input, run_golden
 from qfab.ir import Graph
 
@@ -158,41 +157,9 @@ def precheck_hardware(cfg: Config, untrained: Any | None) -> None:
             plan_kernels(hw)  # a node kind without an HLS kernel, named now
 
 
-@contextmanager
-def atomic_output(out: Path) -> Iterator[Path]:
-    """Yield a temp folder beside ``out``; on success it replaces ``out``, else vanishes
-    (with any parent folders it had to create). The result gets the permissions a plain
-    ``mkdir`` would (the umask's), not ``mkdtemp``'s private ``0o700``."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
-    created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
-    tmp = None
-    try:
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-        except OSError as exc:  # a parent that is a file, a read-only or virtual file system
-            raise ConfigError(
-                f"--out {out}: cannot create a folder there ({exc.strerror}: {exc.filename})"
-            ) from None
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{time.time_ns()}")
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for parent in created:  # innermost first; only folders this call made
-            with contextlib.suppress(OSError):
-                parent.rmdir()
-        raise
+def atomic_output(out: Path) -> contextlib.AbstractContextManager[Path]:
+    """:func:`qfab.folders.atomic_folder` for ``--out``: refusals name the option."""
+    return atomic_folder(out, label="--out ", error=ConfigError)
 
 
 def run_flow(
