@@ -132,7 +132,9 @@ def run_point(arch: str, w: int, a: int, args: argparse.Namespace, work: Path) -
         "accuracy": report["accuracy"]["quantized"],
         "rtl_mismatches": rtl.get("mismatches"),
         "rtl_vectors": rtl.get("vectors"),
+        "rtl_max_abs_delta": max_abs_delta(rtl),
         "hls_mismatches": hls.get("mismatches") if hls else None,
+        "hls_max_abs_delta": max_abs_delta(hls) if hls else None,
         "hls_vectors": hls.get("vectors") if hls else None,
         "hls_compile_s": hls.get("compile_s") if hls else None,
         "hls_csim_s": hls.get("csim_s") if hls else None,
@@ -176,6 +178,18 @@ def _num(v: Any, fmt: str = "{:.2f}") -> str:
     return "n/a" if v is None else fmt.format(v)
 
 
+def max_abs_delta(eq: dict[str, Any]) -> str | None:
+    """qfab's max |Δ| against golden's integers: 0 when no value differs (exactly); else
+    the report keeps only the first difference, so ">= " that one's size."""
+    if eq.get("mismatches") is None:
+        return None
+    if eq["mismatches"] == 0:
+        return "0"
+    first = eq["first_mismatch"]
+    got = first.get("rtl", first.get("hls"))
+    return f">= {abs(int(first['golden']) - int(got))}"
+
+
 def cells(r: dict[str, Any]) -> list[str]:
     """One row of the table (rich and markdown alike)."""
     if "error" in r:
@@ -196,9 +210,11 @@ def cells(r: dict[str, Any]) -> list[str]:
         r["bits"],
         *h4,
         _frac(r, "hls_mismatches", "hls_vectors"),
+        r.get("hls_max_abs_delta") or "n/a",
         _num(r.get("hls_compile_s")),
         _num(r.get("hls_csim_s")),
         _frac(r, "rtl_mismatches", "rtl_vectors"),
+        r.get("rtl_max_abs_delta") or "n/a",
         f"{r['accuracy']:.2%}",
     ]
 
@@ -212,9 +228,11 @@ COLUMNS = [
     "hls4ml compile s",
     "hls4ml predict s",
     "qfab HLS ≠ golden",
+    "qfab HLS max |Δ| (integers)",
     "qfab HLS compile s",
     "qfab HLS csim s",
     "qfab RTL ≠ golden",
+    "qfab RTL max |Δ| (integers)",
     "accuracy",
 ]
 
