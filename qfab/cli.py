@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -20,18 +21,123 @@ def make_console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=140)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _config_with(args: argparse.Namespace) -> Any:
+    """The ``CONFIG`` file with every ``-o key=value`` applied (validated as a config)."""
     from qfab.config import load_config
-    from qfab.flow import run_flow
+    from qfab.run_folder import apply_overrides
 
     cfg = load_config(args.config)
+    if not args.override:
+        return cfg
+    return apply_overrides(
+        cfg.model_dump(mode="json", exclude_unset=True), args.override, args.config
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from qfab.flow import run_flow
+
+    cfg = _config_with(args)
     source = Path(args.from_ir) if args.from_ir else None
     if source is not None and not source.is_file():
         raise ConfigError(f"--from {source}: IR file not found")
     run_flow(cfg, Path(args.out), make_console(), from_ir=source)
-    made = ("model.qfab.npz", "model.onnx", "rtl/", "hls/", "report.json")
+    made = ("model.qfab.npz", "model.onnx", "rtl/", "hls/", "report.json", "report.html")
     wrote = [p for p in made if (Path(args.out) / p).exists()]
     print("wrote " + ", ".join(f"{args.out}/{p}" for p in wrote))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from qfab.flow import atomic_output, run_stages
+    from qfab.run_folder import RunFolder
+
+    cfg = _config_with(args)
+    with atomic_output(Path(args.out)) as work:
+        folder = RunFolder(work, shown=Path(args.out))
+        folder.write_config(cfg)
+        run_stages(folder, make_console(), "train", "train")
+        run_stages(folder, make_console(), "report")
+    print(f"wrote {args.out}/brevitas_model.pt; next: qfab export {args.out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    """``qfab export DIR`` (the stage) or ``qfab export model.py:build ... --out DIR``."""
+    if ":" not in args.source and Path(args.source).is_dir():
+        if args.weights or args.input_shape or args.out:
+            raise ConfigError(
+                f"{args.source} is a run folder: --weights, --input-shape and --out are for "
+                "`qfab export model.py:build`"
+            )
+        return _run_stage(args.source, "export", args.override)
+    from qfab.flow import atomic_output, raise_on_mismatch, run_stages
+    from qfab.run_folder import RunFolder, apply_overrides
+    from quant_train.trace_brevitas import load_model_spec
+
+    if not args.out or not args.input_shape:
+        raise ConfigError(
+            f"export {args.source}: a model of your own needs --input-shape (e.g. 1,8,8) and "
+            "--out DIR (and usually --weights and --config)"
+        )
+    shape = _shape(args.input_shape)
+    model = load_model_spec(args.source, Path(args.weights) if args.weights else None)
+    if args.config:
+        from qfab.config import load_config
+
+        base = load_config(args.config).model_dump(mode="json", exclude_unset=True)
+    else:
+        base = {}
+    cfg = apply_overrides(base, args.override or [], args.config or "defaults")
+    out = Path(args.out)
+    with atomic_output(out) as work:
+        folder = RunFolder(work, shown=out)
+        folder.write_config(cfg)
+        folder.write_state({"stages": {}, "source": {"brevitas": args.source}})
+        console = make_console()
+        report = run_stages(folder, console, "export", "export", brevitas=(model, shape))
+        if not report.get("mismatch"):
+            report = run_stages(folder, console, "report")
+    raise_on_mismatch(report, out)
+    print(f"wrote {out}/model.qfab.npz; next: qfab lower {out}")
+    return 0
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) not in (1, 3) or min(shape) < 1:
+        raise ConfigError(
+            f"--input-shape {text}: expected C,H,W (e.g. 1,8,8) or F (e.g. 64), "
+            "PyTorch's order without the batch"
+        )
+    return shape
+
+
+def _run_stage(run_dir: str, stage: str, overrides: list[str] | None) -> int:
+    from qfab.flow import rerun_stage
+
+    rerun_stage(Path(run_dir), stage, overrides or [], make_console())
+    after = {"train": "export", "export": "lower", "lower": "gen", "gen": "sim", "sim": "synth"}
+    nxt = f"; next: qfab {after[stage]} {run_dir}" if stage in after else ""
+    print(f"{stage}: done, {run_dir}/report.json updated{nxt}")
+    return 0
+
+
+def _cmd_stage(args: argparse.Namespace) -> int:
+    return _run_stage(args.run_dir, args.command, args.override)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    if len(args.run_dirs) == 1 and not args.out:
+        return _run_stage(args.run_dirs[0], "report", [])
+    from qfab.report_html import write_comparison_report
+
+    out = Path(args.out or "comparison.html")
+    write_comparison_report([Path(d) for d in args.run_dirs], out)
+    print(f"wrote {out}")
     return 0
 
 
@@ -197,40 +303,159 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("qfab")
+    except PackageNotFoundError:  # a source tree that was not installed
+        return "unknown (not installed)"
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="qfab", description="Quantized network -> bit-exact FPGA accelerator."
+        prog="qfab",
+        description="Quantized network -> bit-exact FPGA accelerator.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples(
+            "qfab run examples/digits_mlp.yaml --out out/demo      # every stage",
+            "qfab lower out/demo -o hw.target_cycles=128          # refold, no training",
+            "qfab gen out/demo && qfab sim out/demo && qfab synth out/demo",
+            "qfab report out/demo out/other --out compare.html",
+            "(qfab COMMAND --help: each command's options and an example)",
+        ),
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="train, export, check, generate RTL, simulate, synthesize")
+    parser.add_argument("--version", action="version", version=f"qfab {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, *examples: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=_examples(*examples),
+        )
+
+    def overrides(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-o",
+            dest="override",
+            action="append",
+            metavar="KEY=VALUE",
+            help="set a config key (dotted, YAML value), e.g. -o hw.clock_mhz=125; repeatable",
+        )
+
+    run = command(
+        "run",
+        "every stage: train, export, lower, gen, sim, synth, report",
+        "qfab run examples/digits_mlp.yaml --out out/demo",
+        "qfab run examples/digits_mlp.yaml --out out/w4 -o model.weight_bits=4",
+        "qfab run cfg.yaml --out out/c --from out/compress/model.qfab.npz   # no training",
+    )
     run.add_argument("config", help="YAML config (see README: config reference)")
-    run.add_argument("--out", required=True, help="output folder (written atomically)")
+    run.add_argument("--out", required=True, help="run folder (written atomically)")
     run.add_argument(
         "--from",
         dest="from_ir",
         metavar="IR",
         help="start from an exported model.qfab.npz (e.g. from qfab compress): no training",
     )
+    overrides(run)
     run.set_defaults(func=_cmd_run)
-    comp = sub.add_parser(
+    train = command(
+        "train",
+        "stage 1: QAT (and the float baseline) into a new run folder",
+        "qfab train examples/digits_mlp.yaml --out out/demo && qfab export out/demo",
+    )
+    train.add_argument("config", help="YAML config")
+    train.add_argument("--out", required=True, help="run folder (written atomically)")
+    overrides(train)
+    train.set_defaults(func=_cmd_train)
+    export = command(
+        "export",
+        "stage 2: Brevitas -> IR + level 1; or your own Brevitas model into a new run folder",
+        "qfab export out/demo",
+        "qfab export mynet.py:build --weights mynet.pt --input-shape 1,8,8 "
+        "--config examples/digits_mlp.yaml --out out/mynet",
+    )
+    export.add_argument(
+        "source", help="a run folder, or FILE.py:FUNCTION returning your Brevitas model"
+    )
+    export.add_argument("--weights", help="state dict for your model (torch.save)")
+    export.add_argument("--input-shape", help="C,H,W or F: PyTorch's order, no batch")
+    export.add_argument("--config", help="config for the data set and hardware (default: defaults)")
+    export.add_argument("--out", help="new run folder for your model")
+    overrides(export)
+    export.set_defaults(func=_cmd_export)
+    for name, what, example in (
+        (
+            "lower",
+            "stage 3: model graph -> hardware graph (folding, FIFOs), checked by golden",
+            "qfab lower out/demo -o hw.target_cycles=128",
+        ),
+        (
+            "gen",
+            "stage 4: Verilog and/or HLS C++ from the hardware graph",
+            "qfab gen out/demo -o hw.backend=both   # refused: hw is read by lower",
+        ),
+        (
+            "sim",
+            "stage 5: simulate, compare with golden on every vector (levels 2, 3)",
+            "qfab sim out/demo -o sim.simulator=icarus -o sim.vectors=50",
+        ),
+        (
+            "synth",
+            "stage 6: Yosys synthesis (and Vitis HLS where installed)",
+            "qfab synth out/demo -o synth.part=xcku040",
+        ),
+    ):
+        p = command(name, what, example)
+        p.add_argument("run_dir", help="a run folder (qfab run / qfab train --out)")
+        overrides(p)
+        p.set_defaults(func=_cmd_stage)
+    report = command(
+        "report",
+        "stage 7: report.json + self-contained report.html; several runs: a comparison",
+        "qfab report out/demo                       # out/demo/report.html",
+        "qfab report out/w2 out/w4 --out compare.html  # side by side, accuracy-vs-LUT front",
+    )
+    report.add_argument("run_dirs", nargs="+", help="run folder(s)")
+    report.add_argument("--out", help="comparison HTML file (several folders)")
+    report.set_defaults(func=_cmd_report)
+    comp = command(
         "compress",
-        help="baseline + compress steps (prune, quantize, share, encode) -> survey-style table",
+        "baseline + compress steps (prune, quantize, share, encode) -> survey-style table",
+        "qfab compress examples/digits_deep_compression.yaml --out out/compress",
     )
     comp.add_argument("config", help="YAML config with a compress: section")
     comp.add_argument("--out", required=True, help="output folder (written atomically)")
     comp.set_defaults(func=_cmd_compress)
-    check = sub.add_parser("check-config", help="validate a config and print it with defaults")
+    check = command(
+        "check-config",
+        "validate a config and print it with defaults",
+        "qfab check-config examples/digits_mlp.yaml",
+    )
     check.add_argument("config")
     check.set_defaults(func=_cmd_check)
-    info = sub.add_parser(
-        "info", help="print an IR file: model graph (ranges, widths) and hardware graph"
+    info = command(
+        "info",
+        "print an IR file: model graph (ranges, widths) and hardware graph",
+        "qfab info out/demo/model.qfab.npz",
     )
     info.add_argument("ir")
     info.set_defaults(func=_cmd_info)
     from boards.catalog import BOARDS
 
-    build = sub.add_parser(
-        "build", help="a run's design onto a board: Vivado project (Zynq) or iCE40 bitstream"
+    build = command(
+        "build",
+        "a run's design onto a board: Vivado project (Zynq) or iCE40 bitstream",
+        "qfab build out/demo --board pynq-z2 --out out/pynq",
+        "qfab build out/demo --board icebreaker --out out/ice40 --find-folding",
     )
     build.add_argument("run_dir", help="a `qfab run --out` folder")
     build.add_argument("--board", required=True, help=f"one of: {', '.join(BOARDS)}")
@@ -244,7 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="if it does not fit: re-lower and re-synthesize to find a hw.target_cycles that fits",
     )
     build.set_defaults(func=_cmd_build)
-    dep = sub.add_parser("deploy", help="copy a board build over SSH and run a smoke test")
+    dep = command(
+        "deploy",
+        "copy a board build over SSH and run a smoke test",
+        "qfab deploy out/pynq --board pynq-z2 --host 192.168.2.99 --user xilinx --sudo",
+    )
     dep.add_argument("build_dir", help="a `qfab build --out` folder")
     dep.add_argument("--board", required=True, help=f"one of: {', '.join(BOARDS)}")
     dep.add_argument("--host", required=True)

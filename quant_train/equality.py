@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qfab.golden import first_mismatch, run_golden
+from qfab.golden import GoldenResult, first_mismatch, run_golden
 from qfab.ir import Graph
 from quant_train.export_ir import graph_plan, quant_ints
 
@@ -66,9 +66,18 @@ def brevitas_trace(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
 
 def compare_brevitas_to_golden(model: nn.Module, graph: Graph, x: np.ndarray) -> Equality:
     """Count vectors where any integer activation or any logit bit differs."""
-    trace = brevitas_trace(model, x)
-    gold = run_golden(graph, x)
-    bad = np.zeros(len(x), dtype=bool)
+    return compare_trace_to_golden(brevitas_trace(model, x), run_golden(graph, x))
+
+
+def compare_trace_to_golden(trace: dict[str, np.ndarray], gold: GoldenResult) -> Equality:
+    """Compare a Brevitas trace (IR node name -> integers, ``output`` -> float32 logits)
+    with a golden run on the same vectors; the first mismatch names layer, vector, channel.
+
+    Shared by the zoo's hook-based trace and traced user models
+    (:func:`quant_train.trace_brevitas.compare_traced_to_golden`).
+    """
+    vectors = len(trace["output"])
+    bad = np.zeros(vectors, dtype=bool)
     first = None
     for name, got in trace.items():
         want = gold.outputs[name]
@@ -81,4 +90,4 @@ def compare_brevitas_to_golden(model: nn.Module, graph: Graph, x: np.ndarray) ->
             first = {"layer": layer, "vector": v, "channel": c, "golden": e, "brevitas": a}
     if not np.array_equal(np.argmax(trace["output"], 1), gold.prediction):
         bad |= np.argmax(trace["output"], 1) != gold.prediction
-    return Equality(len(x), int(bad.sum()), first)
+    return Equality(vectors, int(bad.sum()), first)

@@ -162,6 +162,38 @@ def _capture_input(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> Any:
     return seen["x"]
 
 
+def _quant_bias(
+    model: nn.Module,
+    layer: nn.Module,
+    qw: Any,
+    acc_scale: np.ndarray,
+    name: str,
+    example: torch.Tensor,
+) -> np.ndarray:
+    """Integer bias of ``layer`` on its accumulator's scale (``Int32Bias``-style).
+
+    The bias quantizer needs the quant tensor the layer really receives, so ``model``
+    runs once on ``example``.
+    """
+    x_q = _capture_input(model, layer, example)
+    qb = layer.bias_quant(layer.bias, input=x_q, weight=qw)
+    b_scale = _scales(qb.scale, f"{name}.bias")
+    if not np.all(b_scale == np.broadcast_to(acc_scale, b_scale.shape)):
+        raise ExportError(f"{name}: bias scale differs from the accumulator scale")
+    return quant_ints(qb)
+
+
+class _AddBias(nn.Module):
+    """Adds a hidden layer's (exact, float32) bias per channel, before batch norm."""
+
+    def __init__(self, bias: np.ndarray) -> None:
+        super().__init__()
+        self.bias = torch.from_numpy(bias.astype(np.float32))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y + self.bias.reshape(1, -1, *[1] * (y.dim() - 2))
+
+
 def _thresholds(
     name: str,
     acc: IntRange,
@@ -169,6 +201,7 @@ def _thresholds(
     bn: nn.Module | None,
     act: nn.Module,
     spatial: tuple[int, int] | None,
+    bias: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """(``MultiThreshold`` tensors, attrs) for one layer whose accumulator spans ``acc``.
 
@@ -176,9 +209,12 @@ def _thresholds(
     ``offset`` = their lowest integer, so ``out = offset + count`` spans their range.
     Channels whose output falls as the accumulator rises (a negative batch-norm slope)
     get ``direction`` -1 and thresholds on ``-acc``; the tensor is written only when some
-    channel falls, so a rising layer's IR is unchanged.
+    channel falls, so a rising layer's IR is unchanged. ``bias`` (a hidden layer's
+    quantized bias as float32, exact on the accumulator's scale) is added before batch
+    norm, as the layer's own forward adds it: the thresholds absorb it.
     """
-    chain = (nn.Sequential(bn, act) if bn is not None else act).eval()
+    ops = [m for m in (_AddBias(bias) if bias is not None else None, bn, act) if m is not None]
+    chain = (nn.Sequential(*ops) if len(ops) > 1 else act).eval()
     act_bits = int(act.act_quant.bit_width())
     bipolar = act_bits == 1
     offset = 0
@@ -267,10 +303,33 @@ def _act_value(
 def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
     """Turn a trained qfab Brevitas model (eval mode is forced) into a validated IR graph."""
     model.eval()
-    iq = model.input_quant.act_quant
+    shape = tuple(model.input_shape)
+    example = torch.zeros(1, int(np.prod(shape)))  # zoo models take flattened NHWC input
+    return export_plan_to_ir(model, graph_plan(model), model.input_quant, shape, example, meta)
+
+
+def export_plan_to_ir(
+    model: nn.Module,
+    plan: list[dict[str, Any]],
+    input_quant: nn.Module,
+    shape: tuple[int, ...],
+    example: torch.Tensor,
+    meta: dict[str, Any] | None = None,
+) -> Graph:
+    """Export graph-plan ``plan`` (steps as :func:`graph_plan` returns them) of ``model``.
+
+    ``input_quant`` is the model's input quantizer (the IR's ``InputQuant``), ``shape`` the
+    IR input shape (``(features,)`` or NHWC ``(H, W, C)``) and ``example`` one input batch
+    in the model's own layout: the classifier's bias quantizer needs the quant tensor the
+    classifier really receives, so the model runs once on it. Shared by the zoo's
+    hand-written plans (:func:`export_model`) and traced user models
+    (:mod:`quant_train.trace_brevitas`).
+    """
+    model.eval()
+    iq = input_quant.act_quant
     in_scale = _power_of_two(float(iq.scale().detach()), "input_quant")
     in_bits, signed = int(iq.bit_width()), bool(iq.is_signed)
-    shape = tuple(model.input_shape)
+    shape = tuple(shape)
     features = int(np.prod(shape))
     attrs: dict[str, Any] = {
         "bits": in_bits,
@@ -291,7 +350,7 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
     }
     exact = True
     flatten_perm: dict[str, np.ndarray] = {}
-    for step in graph_plan(model):
+    for step in plan:
         kind = step["kind"]
         if kind == "flatten":
             x = values[step["input"]]
@@ -408,12 +467,7 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
         if kind == "classifier":
             tensors = _weight_tensors(layer, w, name)
             if layer.bias is not None:
-                x_q = _capture_input(model, layer, torch.zeros(1, features))
-                qb = layer.bias_quant(layer.bias, input=x_q, weight=qw)
-                b_scale = _scales(qb.scale, f"{name}.bias")
-                if not np.all(b_scale == np.broadcast_to(acc_scale, b_scale.shape)):
-                    raise ExportError(f"{name}: bias scale differs from the accumulator scale")
-                tensors["bias"] = quant_ints(qb)
+                tensors["bias"] = _quant_bias(model, layer, qw, acc_scale, name, example)
             node = Node(name, "Dense", [step["input"]], node_attrs, tensors)
             biased = dense_acc_range(node, x.range)
             exact &= max(abs(biased.min), abs(biased.max)) < FLOAT32_EXACT_INT
@@ -433,8 +487,15 @@ def export_model(model: nn.Module, meta: dict[str, Any] | None = None) -> Graph:
             ]
             break
         spatial = out_shape[:2] if kind == "conv" else None
+        bias = None
+        if layer.bias is not None:  # traced user models; the zoo's hidden layers have none
+            b = _quant_bias(model, layer, qw, acc_scale, name, example)
+            bias = b * np.broadcast_to(acc_scale, b.shape)
+            exact &= max(abs(acc.min) + abs(b).max(), abs(acc.max) + abs(b).max()) < (
+                FLOAT32_EXACT_INT
+            )
         mt_tensors, mt_attrs = _thresholds(
-            step["mt"], acc, acc_scale, step["bn"], step["act"], spatial
+            step["mt"], acc, acc_scale, step["bn"], step["act"], spatial, bias
         )
         op = "Conv2d" if kind == "conv" else "Dense"
         nodes += [

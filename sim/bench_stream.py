@@ -10,7 +10,9 @@ random. One monitor coroutine samples the output and every tap handshake each cl
 it also checks ``tlast`` (high exactly on each frame's last output beat). The
 steady-state cycles per frame are the mean spacing between the completions of the
 frames in the second half of the run (the first half covers pipeline fill), measured
-only without backpressure.
+only without backpressure. The same monitor notes the cycle of every handshake on each
+tap and on each further "timed" unit output (valid and ready only), from which
+:mod:`sim.layers` measures the rate at every unit's output in this same run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+
+from sim.layers import steady_cycles_per_frame
 
 
 def random_pauses(seed: int, busy: float):
@@ -81,6 +85,14 @@ async def stream_vectors(dut) -> None:
         for s in plan["taps"]
     ]
     tapped: list[list[int]] = [[] for _ in taps]
+    timed = [
+        (getattr(dut, f"{s}_tvalid"), getattr(dut, f"{s}_tready")) for s in plan.get("timed", [])
+    ]
+    # per tap, then per timed stream: the cycle of each handshake, and how many cycles the
+    # stream had been blocked (valid without ready) before it
+    stream_at: list[list[int]] = [[] for _ in range(len(taps) + len(timed))]
+    stream_blocked: list[list[int]] = [[] for _ in stream_at]
+    blocked = [0] * len(stream_at)
 
     want_taps = [int(n) for n in plan.get("tap_beats", [])]
     drain = int(plan.get("drain_cycles", 0))
@@ -103,9 +115,21 @@ async def stream_vectors(dut) -> None:
                 seen.append((cycle, int(out_data.value)))
                 if int(out_last.value) != (len(seen) % beats_out == 0):
                     bad_last.append(len(seen) - 1)
-            for (data, valid, ready), store in zip(taps, tapped, strict=True):
-                if int(valid.value) and int(ready.value):
-                    store.append(int(data.value))
+            for i, (data, valid, ready) in enumerate(taps):
+                if int(valid.value):
+                    if int(ready.value):
+                        tapped[i].append(int(data.value))
+                        stream_at[i].append(cycle)
+                        stream_blocked[i].append(blocked[i])
+                    else:
+                        blocked[i] += 1
+            for i, (valid, ready) in enumerate(timed, start=len(taps)):
+                if int(valid.value):
+                    if int(ready.value):
+                        stream_at[i].append(cycle)
+                        stream_blocked[i].append(blocked[i])
+                    else:
+                        blocked[i] += 1
             if not finished and len(seen) >= expected:
                 finished = cycle
 
@@ -153,11 +177,12 @@ async def stream_vectors(dut) -> None:
         error = f"tlast wrong on output beat {bad_last[0]} (beats per frame {beats_out})"
     done = [seen[(f + 1) * beats_out - 1][0] for f in range(len(seen) // beats_out)]
     first_in = 0
-    cpf = -1.0
-    if not backpressure and len(done) >= 3:
-        start = len(done) // 2 if len(done) >= 6 else 1
-        cpf = (done[-1] - done[start - 1]) / (len(done) - start)
+    steady = None if backpressure else steady_cycles_per_frame(done)
+    cpf = -1.0 if steady is None else steady
     tap_beats = {f"tap{i}": np.array([str(v) for v in store]) for i, store in enumerate(tapped)}
+    for i, (at, held) in enumerate(zip(stream_at, stream_blocked, strict=True)):
+        tap_beats[f"stream{i}_at"] = np.array(at, dtype=np.int64)
+        tap_beats[f"stream{i}_blocked"] = np.array(held, dtype=np.int64)
     for i, (ins, outs) in enumerate(flows):
         tap_beats[f"flow{i}_in"] = np.array(ins, dtype=np.int64)
         tap_beats[f"flow{i}_out"] = np.array(outs, dtype=np.int64)

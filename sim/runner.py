@@ -23,6 +23,7 @@ import numpy as np
 
 from qfab.elements import pack_beats, port_element, unpack_beats
 from qfab.errors import MismatchError, ToolError
+from sim.layers import UNTIMED_OPS
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -39,6 +40,10 @@ class SimResult:
     latency_cycles: int | None = None  # first input offered -> first frame out
     #: watched unit instance -> (cycles of its input handshakes, of its output handshakes)
     flows: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: unit (hardware node) -> [handshakes, 2]: per handshake on its output stream, its
+    #: cycle and the cycles that stream had been blocked (valid, not ready) before it; for
+    #: :func:`sim.layers.cycles_at_outputs`; empty with backpressure (no steady state)
+    unit_handshakes: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def load_manifest(design_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -114,13 +119,16 @@ def run_cocotb(
     waves: bool = False,
     watch: list[str] | None = None,
     frame_interval: int = 0,
+    time_units: bool = True,
 ) -> SimResult:
     """Simulate the design in ``design_dir`` on input integers ``x_int`` ``[N, features_in]``.
 
     ``taps`` records every tap stream the manifest lists (slower; needed to locate a
     mismatch at its first wrong layer). ``waves`` keeps an FST/VCD of the run. ``watch``
     lists unit instances whose input and output handshakes are timed (FIFO sizing);
-    ``frame_interval`` paces the input at one frame per that many cycles.
+    ``frame_interval`` paces the input at one frame per that many cycles. ``time_units``
+    notes the cycle of every handshake at each unit's output (taps' already, the other
+    units' valid/ready besides; not a Fork's): :attr:`SimResult.unit_handshakes`.
     """
     from cocotb_tools.runner import get_runner
 
@@ -137,6 +145,12 @@ def run_cocotb(
     out = build_dir / "results.npz"
     out.unlink(missing_ok=True)
     tap_list = manifest["taps"] if taps else []
+    tapped_nodes = {t["node"] for t in tap_list}
+    timed = [
+        n["name"]
+        for n in manifest.get("nodes", [])
+        if time_units and n["op"] not in UNTIMED_OPS and n["name"] not in tapped_nodes
+    ]
     in_el = port_element(inp)
     beats = pack_beats(in_el.encode(x_int), inp["elems_per_beat"], in_el.bits)
     cpf = int(manifest["perf"]["cycles_per_frame"])
@@ -150,6 +164,7 @@ def run_cocotb(
         "input_port": inp["port"],
         "output_port": outp["port"],
         "taps": [t["signal"] for t in tap_list],
+        "timed": [f"n_{name}" for name in timed],
         "tap_beats": [len(x_int) * int(t["beats_per_frame"]) for t in tap_list],
         "drain_cycles": 4 * max(cpf, frame_interval) + 1000,
         "watch": list(watch or []),
@@ -233,6 +248,13 @@ def run_cocotb(
     measured = float(res["cycles_per_frame"])
     latency = int(res["latency_cycles"])
     flows = {inst: (res[f"flow{i}_in"], res[f"flow{i}_out"]) for i, inst in enumerate(watch or [])}
+    handshakes: dict[str, np.ndarray] = {}
+    if time_units and not backpressure:
+        names = [t["node"] for t in tap_list] + timed
+        handshakes = {
+            name: np.stack([res[f"stream{i}_at"], res[f"stream{i}_blocked"]], axis=1)
+            for i, name in enumerate(names)
+        }
     return SimResult(
         out_el.decode(raw),
         None if measured < 0 else measured,
@@ -241,4 +263,5 @@ def run_cocotb(
         recorded,
         None if latency < 0 else latency,
         flows,
+        handshakes,
     )

@@ -14,7 +14,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("quant_train", "hw_gen", "sim", "boards")
-ORCHESTRATION = ("qfab.config", "qfab.flow", "qfab.cli", "qfab.compress_flow", "qfab.board_flow")
+ORCHESTRATION = (
+    "qfab.config",
+    "qfab.flow",
+    "qfab.cli",
+    "qfab.compress_flow",
+    "qfab.board_flow",
+    "qfab.run_folder",
+    "qfab.api",
+    "qfab.report_html",
+    "qfab.report_figures",
+    "qfab.sweep",
+    "qfab.sweep_config",
+)
 
 
 def imports(path: Path) -> set[str]:
@@ -56,3 +68,19 @@ def test_stages_import_neither_each_other_nor_the_orchestration(path):
         if m in ORCHESTRATION or (m.split(".")[0] in STAGES and m.split(".")[0] != own)
     }
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_the_package_loads_its_api_lazily():
+    """``qfab.run`` and friends come from :mod:`qfab.api` (orchestration) on first use:
+    importing the core must not import torch or any stage."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, qfab.ir, qfab.golden; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        f"{(*STAGES, 'torch', 'brevitas')!r} or m in {ORCHESTRATION!r}]; "
+        "print(bad); import qfab; assert callable(qfab.run) and 'qfab.api' in sys.modules"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -19,6 +19,7 @@ def test_library_and_templates_are_package_resources():
         assert resources.files("rtl").joinpath(lib).is_file(), lib
     assert resources.files("hw_gen").joinpath("templates", "top.v.j2").is_file()
     assert resources.files("hw_gen").joinpath("templates", "unit.v.j2").is_file()
+    assert resources.files("qfab").joinpath("templates", "report.html.j2").is_file()
 
 
 @pytest.mark.slow
@@ -61,6 +62,7 @@ def test_wheel_ships_verilog_templates_and_console_script(tmp_path):
         "hw_gen/verilog/emit.py",
         "qfab/ir.py",
         "qfab/ops/compute.py",
+        "qfab/templates/report.html.j2",
         "sim/bench_stream.py",
     } <= names
     entry = next(n for n in names if n.endswith("entry_points.txt"))

@@ -603,6 +603,51 @@ def under_out(folder: Path, bad: Path) -> list[str]:
     return ["run", good_config(folder), "--out", str(bad / "out")]
 
 
+#: A user's own Brevitas model (``qfab export model.py:build``): one line of it is
+#: replaced to make each unsupported construct.
+USER_MODEL = """
+import torch
+from torch import nn
+from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
+from brevitas.quant import (
+    Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint, Uint8ActPerTensorFixedPointMaxInit,
+)
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pixels = QuantIdentity(act_quant=Uint8ActPerTensorFixedPointMaxInit, bit_width=8,
+                                    max_val=1 - 2**-8, return_quant_tensor=True)
+        self.hidden = QuantLinear(64, 16, bias=False, weight_quant=Int8WeightPerTensorFixedPoint)
+        self.act = QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=2,
+                             return_quant_tensor=True)
+        self.head = QuantLinear(16, 10, bias=False, weight_quant=Int8WeightPerTensorFixedPoint)
+
+    def forward(self, x):
+        return self.head(self.act(self.hidden(self.pixels(x))))
+
+def build():
+    torch.manual_seed(0)  # the refused scale's value is in the message
+    return Net()
+"""
+
+
+def user_model(old: str, new: str) -> Callable[[Path], Path]:
+    """A model file whose ``old`` text is replaced by ``new`` (an unsupported construct)."""
+
+    def make(folder: Path) -> Path:
+        assert old in USER_MODEL
+        path = folder / "mynet.py"
+        path.write_text(USER_MODEL.replace(old, new))
+        return path
+
+    return make
+
+
+def as_user_model(folder: Path, bad: Path) -> list[str]:
+    return ["export", f"{bad}:build", "--input-shape", "64", "--out", str(folder / "a" / "out")]
+
+
 RUN_CASES = [
     Case(
         "cfg_unknown_key",
@@ -732,6 +777,71 @@ RUN_CASES = [
         lambda d: _a_file(d / "notes.txt"),
         argv=under_out,
     ),
+    Case(
+        "export_unsupported_module",
+        "your own model (`qfab export model.py:build`) with a module qfab cannot map",
+        "qfab: error: layer 'act' (nn.Sigmoid): not supported by qfab's exporter; "
+        "supported modules: QuantIdentity, QuantReLU, QuantHardTanh, QuantLinear, "
+        "QuantConv2d, BatchNorm1d/2d, MaxPool2d, Flatten, ChannelShuffle, "
+        "Dropout/Identity (no-ops in eval); for activations use QuantReLU / QuantHardTanh"
+        " with a *FixedPoint act quantizer (e.g. Uint8ActPerTensorFixedPoint, or "
+        "Int8ActPerTensorFixedPoint for signed values)",
+        user_model(
+            "self.act = QuantReLU(", "self.act = nn.Sigmoid()\n        self.unused = QuantReLU("
+        ),
+        slow=True,
+        argv=as_user_model,
+    ),
+    Case(
+        "export_unsupported_call",
+        "your own model calling a function qfab cannot map",
+        "qfab: error: call torch.sigmoid ('sigmoid'): not supported by qfab's exporter; "
+        "supported calls: a + b / torch.add (residual add), torch.cat(dim=1), "
+        "torch.flatten / .flatten / .view / .reshape (flatten, channel shuffle), "
+        ".transpose / .permute (channel shuffle), F.max_pool2d, .contiguous, .value, "
+        ".size / .shape; for activations use a QuantReLU / QuantHardTanh module with a "
+        "*FixedPoint act quantizer (e.g. Uint8ActPerTensorFixedPoint, or "
+        "Int8ActPerTensorFixedPoint for signed values)",
+        user_model("self.act(self.hidden", "torch.sigmoid(self.hidden"),
+        slow=True,
+        argv=as_user_model,
+    ),
+    Case(
+        "export_float_scale",
+        "your own model with a weight scale that is not a power of two",
+        "qfab: error: layer 'hidden' (QuantLinear) weight: scale 0.000984095 is not a power of "
+        "two; qfab's exact integer pipeline needs a *FixedPoint weight quantizer (e.g. "
+        "Int8WeightPerTensorFixedPoint)",
+        user_model(
+            "bias=False, weight_quant=Int8WeightPerTensorFixedPoint)\n        self.act",
+            "bias=False)\n        self.act",
+        ),
+        slow=True,
+        argv=as_user_model,
+    ),
+    Case(
+        "export_float_bias",
+        "your own model with a float (unquantized) bias",
+        "qfab: error: layer 'hidden' (QuantLinear): float (unquantized) bias; use "
+        "bias_quant=Int32Bias on the output QuantLinear and hidden layers (or bias=False "
+        "before a batch norm, which supplies the offset)",
+        user_model("QuantLinear(64, 16, bias=False,", "QuantLinear(64, 16, bias=True,"),
+        slow=True,
+        argv=as_user_model,
+    ),
+    Case(
+        "export_float_layer",
+        "your own model with a float (unquantized) layer",
+        "qfab: error: layer 'hidden' (nn.Linear): not quantized; use "
+        "brevitas.nn.QuantLinear with a *FixedPoint weight quantizer (e.g. "
+        "Int8WeightPerTensorFixedPoint)",
+        user_model(
+            "QuantLinear(64, 16, bias=False, weight_quant=Int8WeightPerTensorFixedPoint)\n",
+            "nn.Linear(64, 16, bias=False)\n",
+        ),
+        slow=True,
+        argv=as_user_model,
+    ),
 ]
 
 
@@ -779,14 +889,15 @@ def interrupted_run(
 
     wrote: list[Path] = []
 
-    def half_done(cfg, graph, data, work, log, report):
+    def half_done(ctx):
+        work = ctx.work
         wrote.append(work)
-        graph.save(work / "model.qfab.npz")
+        ctx.graph().save(work / "model.qfab.npz")
         (work / "rtl").mkdir()
         (work / "rtl" / "top.v").write_text("module top(")
         raise error
 
-    monkeypatch.setattr(flow, "_hardware", half_done)
+    monkeypatch.setitem(flow.STAGE_FUNCTIONS, "lower", half_done)
     args = ["run", str(cfg), "--out", str(tmp_path / "out"), "--from", str(ir)]
     return args, tmp_path / "out", wrote
 

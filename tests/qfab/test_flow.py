@@ -221,6 +221,12 @@ def test_rtl_mismatch_exits_2_and_keeps_the_evidence(tmp_path, capsys, monkeypat
     assert rtl["mismatches"] > 0 and rtl["first_mismatch"]["layer"] == "mt1"
     assert report["equality"]["brevitas_vs_golden"]["mismatches"] == 0
     assert (out / "rtl" / "fc1_weights.v").exists() and (out / "model.qfab.npz").exists()
+    # the waveform of the first mismatching vector is kept, and it shows the mismatch
+    wave = rtl["waveform"]
+    assert wave["path"] == "waves/first_mismatch.fst" and (out / wave["path"]).is_file()
+    assert wave["reproduced"] is True and wave["first_mismatch"]["layer"] == "mt1"
+    assert not (out / "wave_build").exists()
+    assert "first_mismatch.fst" in (out / "report.html").read_text()
 
 
 def test_level1_mismatch_exits_2_before_any_hardware(tmp_path, capsys, monkeypatch):
