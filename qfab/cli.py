@@ -131,14 +131,47 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    if len(args.run_dirs) == 1 and not args.out:
-        return _run_stage(args.run_dirs[0], "report", [])
     from qfab.report_html import write_comparison_report
+
+    if len(args.run_dirs) == 1 and (Path(args.run_dirs[0]) / "sweep.json").is_file():
+        # a sweep folder: its finished trials side by side, with their fronts
+        sweep = Path(args.run_dirs[0])
+        trials = sorted(p.parent for p in (sweep / "trials").glob("*/report.json"))
+        if not trials:
+            raise ConfigError(f"{sweep}: a sweep folder without a finished trial")
+        out = Path(args.out or sweep / "report.html")
+        write_comparison_report(trials, out)
+        print(f"wrote {out}")
+        return 0
+    if len(args.run_dirs) == 1 and not args.out:
+        folder = Path(args.run_dirs[0])
+        if (folder / "compression.json").is_file() and not (folder / "config.yaml").is_file():
+            from qfab.report_html import write_run_report  # a `qfab compress` folder
+
+            print(f"wrote {write_run_report(folder)}")
+            return 0
+        return _run_stage(args.run_dirs[0], "report", [])
 
     out = Path(args.out or "comparison.html")
     write_comparison_report([Path(d) for d in args.run_dirs], out)
     print(f"wrote {out}")
     return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from qfab.sweep import run_sweep
+
+    result = run_sweep(
+        Path(args.sweep), Path(args.out), address=args.address, console=make_console()
+    )
+    from qfab.report_html import write_comparison_report
+
+    finished = [Path(args.out) / r["dir"] for r in result.rows if r["status"] in ("ok", "mismatch")]
+    if finished:
+        page = write_comparison_report(finished, Path(args.out) / "report.html")
+        print(f"wrote {args.out}/results.csv, results.parquet, pareto.csv, {page}")
+    # a mismatching or crashing trial is a failed check, as for `qfab run`
+    return EXIT_USER_ERROR if any(r["status"] in ("mismatch", "error") for r in result.rows) else 0
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
@@ -147,7 +180,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     run_compress(cfg, Path(args.out), make_console())
-    print(f"wrote {args.out}/compression.md, {args.out}/compression.json")
+    print(f"wrote {args.out}/compression.md, {args.out}/compression.json, {args.out}/report.html")
     return 0
 
 
@@ -427,6 +460,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dirs", nargs="+", help="run folder(s)")
     report.add_argument("--out", help="comparison HTML file (several folders)")
     report.set_defaults(func=_cmd_report)
+    sweep = command(
+        "sweep",
+        "design-space sweep on Ray (grid, random, optuna): every point a full run",
+        "qfab sweep examples/digits_sweep.yaml --out out/sweep     # local Ray",
+        "qfab sweep SWEEP.yaml --out out/sweep --address 10.0.0.5:6379   # a cluster",
+    )
+    sweep.add_argument("sweep", help="sweep file: base config, axes, mode, objectives")
+    sweep.add_argument("--out", required=True, help="sweep folder (rerun the command to resume)")
+    sweep.add_argument(
+        "--address", help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray)"
+    )
+    sweep.set_defaults(func=_cmd_sweep)
     comp = command(
         "compress",
         "baseline + compress steps (prune, quantize, share, encode) -> survey-style table",

@@ -147,6 +147,9 @@ def run_compress(cfg: Config, out: Path, console: Console | None = None) -> list
             graph.save(work / "model.qfab.npz")  # kept on a mismatch too, to inspect
         (work / "compression.json").write_text(json.dumps(report, indent=2) + "\n")
         (work / "compression.md").write_text(markdown_table(table))
+        from qfab.report_html import write_run_report
+
+        write_run_report(work, name=Path(out).name)  # the table and its figures, one page
     print_table(console, table)
     if "brevitas_vs_golden" in report:
         b = report["brevitas_vs_golden"]

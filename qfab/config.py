@@ -306,11 +306,11 @@ class Config(Section):
         return None if isinstance(self.dataset, str) else self.dataset.path
 
 
-def _models_in(ann: Any) -> list[type[BaseModel]]:
+def models_in(ann: Any) -> list[type[BaseModel]]:
     """Pydantic models inside an annotation (``X | None``, ``list[X]``, ``Literal | X``)."""
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return [ann]
-    return [m for a in getattr(ann, "__args__", ()) for m in _models_in(a)]
+    return [m for a in getattr(ann, "__args__", ()) for m in models_in(a)]
 
 
 def _field_at(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, Any]:
@@ -323,7 +323,7 @@ def _field_at(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, Any]:
         if model is None or part not in model.model_fields:
             return model, None
         owner, field = model, model.model_fields[part]
-        found = _models_in(field.annotation)
+        found = models_in(field.annotation)
         model = found[0] if found else None
     return (owner if loc else Config), field
 
@@ -342,7 +342,7 @@ def _format_error(err: dict[str, Any], source: str) -> str:
     if err["type"] == "extra_forbidden":
         model, _ = _field_at(loc[:-1]) if len(loc) > 1 else (Config, None)
         inner = _field_at(loc[:-1])[1] if len(loc) > 1 else None
-        owner = _models_in(inner.annotation)[0] if inner is not None else model
+        owner = models_in(inner.annotation)[0] if inner is not None else model
         return f"{source}: unknown key '{key}'; allowed here: {', '.join(owner.model_fields)}"
     if err["type"] == "missing":
         return f"{source}: {key} is missing; {_allowed(loc) or 'it is required here'}"
@@ -427,17 +427,17 @@ def load_config(path: str | Path) -> Config:
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"{path}: not UTF-8 text (byte {exc.start}); a config is a YAML text file"
         ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     return parse_config(data, str(path))
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, but a key written twice in one mapping is an error: plain
     YAML keeps the last one silently, so a second ``model:`` would undo the first."""
 
@@ -453,7 +453,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def yaml_problem(exc: yaml.YAMLError) -> str:
     """PyYAML's problem and where it is (line and column, 1-based), on one line: its own
     message spreads over several lines with a copy of the offending text."""
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

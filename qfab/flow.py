@@ -189,7 +189,7 @@ def run_flow(
         folder.write_config(cfg)
         first = "train"
         if from_ir is not None:
-            folder.write_state({"stages": {}, "source": {"ir": str(from_ir)}})
+            folder.write_state({"stages": {}, "source": {"ir": str(Path(from_ir).resolve())}})
             first = "export"
         elif reuse is not None:
             copy_trained(Path(reuse), folder, cfg)
@@ -216,9 +216,14 @@ def rerun_stage(
     cfg = RunFolder(path).config()  # refuses a folder that is not a run folder
     first = overridden_stage(overrides)
     if first is not None and STAGES.index(first) < STAGES.index(stage):
+        redo = (
+            f"`qfab train {Path(run_dir) / 'config.yaml'} --out NEW_DIR -o ...` (a new run)"
+            if first == "train"
+            else f"`qfab {first} {run_dir} -o ...` (then the stages after it)"
+        )
         raise ConfigError(
             f"-o {' -o '.join(overrides)}: read by the '{first}' stage, which `qfab {stage}` "
-            f"does not re-run; use `qfab {first} {run_dir} -o ...` (then the stages after it)"
+            f"does not re-run; use {redo}"
         )
     with atomic_output(path) as work:
         shutil.copytree(path, work, dirs_exist_ok=True, symlinks=True)
@@ -308,13 +313,25 @@ def run_stages(
             f"{folder.shown}: stage '{missing[0]}' has not run; run `qfab {missing[0]} "
             f"{folder.shown}` (or `qfab run`) first"
         )
-    folder.forget_from(first)
+    source = folder.state().get("source")
+    if first == "export" and source and from_ir is None and brevitas is None:
+        raise ConfigError(
+            f"{folder.shown}: its model came from "
+            f"{' '.join(f'{k} {v}' for k, v in source.items())}, not from `qfab train`: export it "
+            "again with `qfab run CONFIG --from IR --out DIR` or `qfab export model.py:build`"
+        )
+    if first in ("train", "export") and folder.state().get("reused"):
+        raise ConfigError(
+            f"{folder.shown}: its model was copied from {folder.state()['reused']}; "
+            "train or export there, or start a new run"
+        )
     level1 = folder.part("export").get("equality", {}).get("brevitas_vs_golden", {})
-    if i > STAGES.index("export") and level1.get("mismatches"):
+    if first not in ("train", "export", "report") and level1.get("mismatches"):
         raise ConfigError(
             f"{folder.shown}: level 1 failed (Brevitas != golden), so it has no hardware "
             "stages; re-run `qfab train` or `qfab export`"
         )
+    folder.forget_from(first)
     ctx = StageContext(cfg, folder, StageLog(console))
     for stage in STAGES[i : j + 1]:
         ctx.part = {}
@@ -672,22 +689,24 @@ def stage_gen(ctx: StageContext) -> None:
         "unit_cycles": perf["nodes"],
         "port_cycles": perf["ports"],
     }
-    if any(n.op == "SparseMVAU" for n in stored.lowered.nodes):
-        _sparse_perf(stored.lowered, ctx.check_pool()[: cfg.sim.vectors], ctx.part)
-    if hls:
-        from hw_gen.hls.vitis import write_testbench
-
-        x_int, _ = _vectors(ctx, stored)
-        write_testbench(work / "hls", stored, x_int[: min(len(x_int), 64)])
 
 
 def stage_sim(ctx: StageContext) -> None:
     """Level 2 (RTL == golden, cocotb) and level 3 (HLS C simulation == golden) on the
     extreme vectors and ``sim.vectors`` data vectors; measured cycles."""
-    cfg = ctx.cfg
+    cfg, work = ctx.cfg, ctx.work
+    stored = ctx.graph()
+    if any(n.op == "SparseMVAU" for n in stored.lowered.nodes):
+        # the sparse engines' cycles depend on the data: modelled on the simulated vectors
+        ctx.part["perf"] = json.loads(json.dumps(ctx.folder.part("gen")["perf"]))
+        _sparse_perf(stored.lowered, ctx.check_pool()[: cfg.sim.vectors], ctx.part)
+    if (work / "hls").is_dir():  # Vitis' C/RTL co-simulation bench: golden's output beats
+        from hw_gen.hls.vitis import write_testbench
+
+        x_int, _ = _vectors(ctx, stored)
+        write_testbench(work / "hls", stored, x_int[: min(len(x_int), 64)])
     if not cfg.sim.enabled:
         return
-    stored = ctx.graph()
     if (ctx.work / "rtl").is_dir():
         ctx.part["equality"] = {"rtl_vs_golden": _simulate(ctx, stored)}
     if (ctx.work / "hls").is_dir():
@@ -876,8 +895,10 @@ def _simulate(ctx: StageContext, graph: Graph) -> dict[str, Any]:
     if eq["mismatches"]:
         eq["waveform"] = _first_mismatch_waves(ctx, graph, x_int, eq["first_mismatch"]["vector"])
     measured = result.cycles_per_frame
-    bound = ctx.folder.part("gen")["perf"]["cycles_per_frame"]["model"]
-    ctx.part["perf"] = {
+    model_perf = ctx.part.get("perf") or ctx.folder.part("gen")["perf"]
+    bound = model_perf["cycles_per_frame"]["model"]
+    ctx.part.setdefault("perf", {})
+    ctx.part["perf"] |= {
         "cycles_per_frame": {
             "measured": measured,
             "model": bound,
@@ -920,6 +941,8 @@ def _first_mismatch_waves(
                 build_dir=work / "wave_build",
                 graph=graph,
                 preceding=x_int[:vector],
+                backpressure=ctx.cfg.sim.backpressure,
+                seed=ctx.cfg.train.seed,
             )
             kept = dump.as_report(work)
         except QfabError as exc:

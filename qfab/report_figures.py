@@ -134,15 +134,21 @@ def front_figure(
     cost_label: str,
 ) -> dict[str, str] | None:
     """Accuracy against a cost over the runs that have both, the Pareto front (max
-    accuracy, min cost) as a step line through its points, marked."""
+    accuracy, min cost) as a step line through its points, marked. A run whose hardware
+    failed an equality is drawn (crossed) but cannot be on the front: its accuracy is not
+    what its hardware computes."""
     have = [r for r in runs if r.get(cost_key) is not None and r.get("accuracy") is not None]
     if not have:
         return None
     pts = np.array([[r["accuracy"], r[cost_key]] for r in have], dtype=float)
-    front = pareto_front(pts, maximize=[0], minimize=[1])
+    exact = np.array([r.get("status") != "mismatch" for r in have])
+    front = np.flatnonzero(exact)[pareto_front(pts[exact], maximize=[0], minimize=[1])]
     fig = Figure(figsize=(6.0, 3.8))
     ax = fig.subplots()
-    ax.scatter(pts[:, 1], 100 * pts[:, 0], color="C7", label="runs", zorder=2)
+    ax.scatter(pts[exact, 1], 100 * pts[exact, 0], color="C7", label="runs", zorder=2)
+    if not exact.all():
+        bad = ~exact
+        ax.scatter(pts[bad, 1], 100 * pts[bad, 0], color="C1", marker="x", label="mismatch")
     order = front[np.argsort(pts[front, 1], kind="stable")]
     ax.step(pts[order, 1], 100 * pts[order, 0], where="post", color="C3", label="Pareto front")
     ax.scatter(pts[order, 1], 100 * pts[order, 0], color="C3", marker="D", s=40, zorder=3)

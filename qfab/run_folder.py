@@ -33,7 +33,7 @@ FIRST_READER = {
     "model": "train",
     "train": "train",
     "hw": "lower",
-    "sim": "sim",
+    "sim": "sim",  # sim.vectors also sizes the sparse model and the HLS test bench: sim does both
     "synth": "synth",
     "compress": "train",
 }
@@ -81,8 +81,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
     for text in overrides:
         path, value = parse_override(text)
         node = data
-        for key in path[:-1]:
+        for depth, key in enumerate(path[:-1]):
             child = node.get(key)
+            if isinstance(child, list) or path[depth + 1].isdigit():
+                raise ConfigError(
+                    f"-o {text}: '{'.'.join(path[: depth + 1])}' is a list; give the whole "
+                    f"list, e.g. -o '{'.'.join(path[: depth + 1])}=[...]'"
+                )
             if isinstance(child, str) and key == "dataset":
                 child = {"name": child}
             if not isinstance(child, dict):
@@ -128,8 +133,14 @@ class RunFolder:
         return parse_config(yaml.safe_load(f.read_text()), str(self.shown / CONFIG_FILE))
 
     def write_config(self, cfg: Config) -> None:
-        text = yaml.safe_dump(cfg.model_dump(mode="json", exclude_unset=True), sort_keys=False)
-        (self.path / CONFIG_FILE).write_text(text)
+        """Store ``cfg`` as the keys the user set (defaults stay implicit, so a config
+        written back reads the same). A relative ``dataset.path`` is stored resolved: the
+        stages of this folder may run from another directory."""
+        data = cfg.model_dump(mode="json", exclude_unset=True)
+        dataset = data.get("dataset")
+        if isinstance(dataset, dict) and dataset.get("path"):
+            dataset["path"] = str(Path(dataset["path"]).resolve())
+        (self.path / CONFIG_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
 
     # -- state ----------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -21,13 +21,14 @@ to the other, so level 1 feeds both sides the same data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
 import operator
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -706,9 +707,23 @@ def export_brevitas(
     them), plus ``input`` (the input quantizer) and ``output`` (the dequantized logits).
     The IR takes flattened NHWC input: feed it :func:`nchw_to_ir` of the model's images.
     """
-    traced = trace_model(model, input_shape)
-    example = torch.zeros(1, *traced.input_shape)
-    return export_plan_to_ir(model, traced.plan, traced.input_quant, traced.ir_shape, example, meta)
+    with _kept_mode(model):
+        traced = trace_model(model, input_shape)
+        example = torch.zeros(1, *traced.input_shape)
+        return export_plan_to_ir(
+            model, traced.plan, traced.input_quant, traced.ir_shape, example, meta
+        )
+
+
+@contextlib.contextmanager
+def _kept_mode(model: nn.Module) -> Iterator[None]:
+    """Export and level 1 run the model in eval mode; a model handed over mid-training
+    (a notebook) gets its own mode back, so its batch norms keep learning."""
+    training = model.training
+    try:
+        yield
+    finally:
+        model.train(training)
 
 
 def _quantizer_ints(value: Any, quantizer: nn.Module) -> np.ndarray:
@@ -747,8 +762,9 @@ def compare_traced_to_golden(model: nn.Module, graph: Graph, x: np.ndarray) -> E
     ``[N, F]``); every integer activation and the float32 logits are compared bit for bit
     with the golden executor run on the same data in the IR's layout."""
     x = np.asarray(x, np.float32)
-    traced = trace_model(model, x.shape[1:])
-    trace = traced_activations(model, traced, x)
+    with _kept_mode(model):
+        traced = trace_model(model, x.shape[1:])
+        trace = traced_activations(model, traced, x)
     return compare_trace_to_golden(trace, run_golden(graph, traced.to_ir(x)))
 
 

@@ -72,6 +72,8 @@ def dump_first_mismatch(
     build_dir: str | os.PathLike[str],
     graph: Graph | None = None,
     preceding: np.ndarray | None = None,
+    backpressure: bool = False,
+    seed: int = 0,
 ) -> WaveDump:
     """Simulate ``x_int_vector`` (one input vector, integers) alone from reset with
     waveform dumping and keep the FST at ``out_fst``.
@@ -81,13 +83,17 @@ def dump_first_mismatch(
     and the vector are simulated instead and that waveform is kept. ``build_dir`` holds
     the traced build (it differs from the run's untraced one, so it is built anew: about
     35 s on Verilator for a small MLP on this machine, 1 s on Icarus); the caller may
-    delete it.
+    delete it. ``backpressure`` and ``seed`` are the run's: a mismatch that only shows
+    under the same random backpressure is reproduced the same way.
     """
     x = np.asarray(x_int_vector, dtype=np.int64).reshape(1, -1)
-    dump = _simulate_with_waves(design_dir, x, out_fst, simulator, build_dir, graph)
+    pace = {"backpressure": backpressure, "seed": seed}
+    dump = _simulate_with_waves(design_dir, x, out_fst, simulator, build_dir, graph, **pace)
     if dump.reproduced is False and preceding is not None and len(preceding):
         prefix = np.concatenate([np.asarray(preceding, dtype=np.int64), x])
-        dump = _simulate_with_waves(design_dir, prefix, out_fst, simulator, build_dir, graph)
+        dump = _simulate_with_waves(
+            design_dir, prefix, out_fst, simulator, build_dir, graph, **pace
+        )
     return dump
 
 
@@ -98,6 +104,8 @@ def _simulate_with_waves(
     simulator: str,
     build_dir: str | os.PathLike[str],
     graph: Graph | None,
+    backpressure: bool = False,
+    seed: int = 0,
 ) -> WaveDump:
     build_dir = Path(build_dir)
     manifest = load_manifest(design_dir)
@@ -105,7 +113,14 @@ def _simulate_with_waves(
     dumped = build_dir / ("dump.fst" if simulator == "verilator" else f"{manifest['top']}.fst")
     dumped.unlink(missing_ok=True)  # never keep a stale dump of an earlier run
     result = run_cocotb(
-        design_dir, x, simulator=simulator, build_dir=build_dir, waves=True, time_units=False
+        design_dir,
+        x,
+        simulator=simulator,
+        build_dir=build_dir,
+        waves=True,
+        time_units=False,
+        backpressure=backpressure,
+        seed=seed,
     )
     if not dumped.is_file():
         raise ToolError(f"{simulator}: no waveform written (looked for {dumped})")

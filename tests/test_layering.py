@@ -22,8 +22,6 @@ ORCHESTRATION = (
     "qfab.board_flow",
     "qfab.run_folder",
     "qfab.api",
-    "qfab.report_html",
-    "qfab.report_figures",
     "qfab.sweep",
     "qfab.sweep_config",
 )

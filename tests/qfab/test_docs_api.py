@@ -23,6 +23,7 @@ def test_the_page_has_the_examples_the_issue_asks_for():
     assert len(blocks) >= 3
     for call in (
         "qfab.run(",
+        "qfab.compress(",
         ".rerun(",
         "qfab.load(",
         ".golden(",

@@ -144,6 +144,11 @@ def test_compress_command_writes_table_json_and_exact_ir(tmp_path, capsys):
     assert "| step | accuracy | Δ acc | #params |" in md and "Cr" in md and "Sr" in md
     graph = Graph.load(out / "model.qfab.npz")
     assert all("codebook" in n.tensors for n in graph.nodes if n.op == "Dense")
+    # its page: the compression table and the accuracy per step
+    page = (out / "report.html").read_text()
+    assert 'id="fig-compression-steps"' in page and "encoded bytes" in page
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.html").is_file()
 
 
 def test_compressed_model_runs_on_hardware_from_its_ir(tmp_path, capsys):

@@ -65,6 +65,7 @@ def test_a_new_folding_reruns_lower_onward_without_training(staged, monkeypatch,
         raise AssertionError("training ran")
 
     monkeypatch.setattr(train, "train_classifier", no_training)
+    exported = (run / "parts" / "export.json").stat().st_mtime_ns
     assert main(["lower", str(run), "-o", "hw.target_cycles=16"]) == 0
     after_lower = report(run)
     assert after_lower["stages"] == ["train", "export", "lower"]  # gen, sim cleared
@@ -77,8 +78,18 @@ def test_a_new_folding_reruns_lower_onward_without_training(staged, monkeypatch,
     assert r["perf"]["cycles_per_frame"]["measured"] == pytest.approx(16, rel=0.05)
     assert r["equality"]["rtl_vs_golden"]["mismatches"] == 0
     assert "target_cycles: 16" in (run / "config.yaml").read_text()
-    # the level-1 part is the original one: the model was neither retrained nor re-exported
+    # the model was neither retrained nor re-exported: the export stage's files are the
+    # original ones (a stage command copies the folder, keeping modification times)
+    assert (run / "parts" / "export.json").stat().st_mtime_ns == exported
     assert r["equality"]["brevitas_vs_golden"] == report(staged)["equality"]["brevitas_vs_golden"]
+    # an explicit folding (the issue's `hw.folding`), also without training
+    folding = "hw.folding={pe: [4, 2], simd: [16, 8]}"
+    assert main(["lower", str(run), "-o", folding]) == 0
+    assert main(["gen", str(run)]) == 0 and main(["sim", str(run)]) == 0
+    r = report(run)
+    assert [(f["PE"], f["SIMD"]) for f in r["hardware"]["folding"]] == [(4, 16), (2, 8)]
+    assert r["equality"]["rtl_vs_golden"]["mismatches"] == 0
+    assert digest(run / "brevitas_model.pt") == weights
 
 
 @pytest.mark.parametrize(
@@ -88,6 +99,8 @@ def test_a_new_folding_reruns_lower_onward_without_training(staged, monkeypatch,
         (["sim", "{run}", "-o", "hw.target_cycles=8"], "read by the 'lower' stage"),
         (["sim", "{run}", "-o", "sim.vectorz=8"], "sim.vectorz"),
         (["gen", "{run}", "-o", "nonsense"], "expected key=value"),
+        (["lower", "{run}", "-o", "hw.folding.pe.0=2"], "give the whole list"),
+        (["export", "{run}", "-o", "model.hidden=[8]"], "qfab train"),
         (["gen", "{tmp}"], "not a qfab run folder"),
     ],
 )

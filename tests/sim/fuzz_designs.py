@@ -27,17 +27,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from hw_gen.passes import unfolded_lowering
+from hw_gen.passes import lower, unfolded_lowering
 from hw_gen.passes.folding import compute_units, pe_choices, simd_choices
+from hw_gen.verilog.emit import generate_verilog
 from qfab.ir import Graph, infer_shapes
 from qfab.random_graph import GraphBuilder
 from qfab.ranges import node_ranges
+from sim.compare import compare_rtl_to_golden
+from sim.runner import run_cocotb
+from tests.sim.conftest import input_vectors
 
 Spec = dict[str, Any]
 
@@ -293,6 +300,54 @@ def build_design(spec: Spec) -> tuple[Graph, dict[str, Any]]:
         "sparse": lowering,
     }
     return graph, settings
+
+
+#: random input vectors per fuzzed design (the extreme vectors come on top)
+VECTORS = 6
+
+
+def check_design(spec: Spec, workdir: Path, mutate: Callable[[Path], None] | None = None) -> dict:
+    """Lower, generate (then ``mutate`` the design folder), simulate on Icarus, compare.
+
+    The fuzz test's property, and what :func:`qfab.sweep.run_fuzz_regression` runs on
+    each design as a Ray task."""
+    graph, hw_settings = build_design(spec)
+    x = input_vectors(graph, VECTORS, data_seed=spec["seed"])
+    hw = lower(graph, **hw_settings)
+    manifest = generate_verilog(hw, workdir / "rtl")
+    if mutate is not None:
+        mutate(workdir / "rtl")
+    result = run_cocotb(
+        workdir / "rtl",
+        x,
+        simulator="icarus",
+        backpressure=bool(spec.get("backpressure")),
+        seed=spec["seed"],
+        build_dir=workdir / "build",
+    )
+    tapped = [t["model_node"] for t in manifest["taps"]]
+    return compare_rtl_to_golden(graph, x, result, manifest["output"]["model_node"], tapped)
+
+
+def draw_specs(n: int, seed: int, strategy: st.SearchStrategy[Spec] | None = None) -> list[Spec]:
+    """The ``n`` specs hypothesis draws for ``seed``: the designs the fuzz test checks with
+    that seed (it draws the same specs whatever the check does while it passes), drawn
+    without checking any, so they can be checked elsewhere (Ray tasks)."""
+    drawn: list[Spec] = []
+
+    @settings(
+        max_examples=n,
+        database=None,
+        phases=[Phase.generate],
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(spec=strategy if strategy is not None else design_specs())
+    def collect(spec: Spec) -> None:
+        drawn.append(spec)
+
+    hypothesis_seed(seed)(collect)()
+    return drawn
 
 
 def write_regression(spec: Spec, directory: Path, reason: str) -> Path:

@@ -37,15 +37,15 @@ from hypothesis import strategies as st
 
 from hw_gen.hls.emit import generate_hls
 from hw_gen.passes import lower
-from hw_gen.verilog.emit import generate_verilog
 from sim.compare import compare_rtl_to_golden
 from sim.csim import run_csim
-from sim.runner import run_cocotb
 from tests.conftest import DEFAULT_FUZZ_DESIGNS, DEFAULT_FUZZ_HLS_DESIGNS, DEFAULT_FUZZ_SEED
 from tests.sim.conftest import input_vectors
 from tests.sim.fuzz_designs import (
+    VECTORS,
     Spec,
     build_design,
+    check_design,
     design_features,
     design_specs,
     load_regressions,
@@ -57,27 +57,6 @@ pytestmark = pytest.mark.slow
 REGRESSIONS = Path(
     os.environ.get("QFAB_FUZZ_REGRESSIONS", Path(__file__).parent / "fuzz_regressions")
 )
-VECTORS = 6
-
-
-def check_design(spec: Spec, workdir: Path, mutate: Callable[[Path], None] | None = None) -> dict:
-    """Lower, generate (then ``mutate`` the design folder), simulate on Icarus, compare."""
-    graph, hw_settings = build_design(spec)
-    x = input_vectors(graph, VECTORS, data_seed=spec["seed"])
-    hw = lower(graph, **hw_settings)
-    manifest = generate_verilog(hw, workdir / "rtl")
-    if mutate is not None:
-        mutate(workdir / "rtl")
-    result = run_cocotb(
-        workdir / "rtl",
-        x,
-        simulator="icarus",
-        backpressure=bool(spec.get("backpressure")),
-        seed=spec["seed"],
-        build_dir=workdir / "build",
-    )
-    tapped = [t["model_node"] for t in manifest["taps"]]
-    return compare_rtl_to_golden(graph, x, result, manifest["output"]["model_node"], tapped)
 
 
 def check_design_hls(
