@@ -28,7 +28,7 @@ from qfab.extremes import extreme_vectors
 from qfab.folders import atomic_folder
 from qfab.golden import quantize_input, run_golden
 from qfab.ir import Graph
-from qfab.run_folder import STAGE_FILES, STAGES, RunFolder, jsonable
+from qfab.run_folder import STAGE_FILES, STAGES, RunFolder, ancestors, jsonable
 
 
 class StageLog:
@@ -305,7 +305,7 @@ def run_stages(
     """
     cfg = folder.config()
     i, j = STAGES.index(first), STAGES.index(last)
-    missing = [s for s in STAGES[:i] if s != "train" and not folder.done(s)]
+    missing = [s for s in ancestors(first) if s != "train" and not folder.done(s)]
     if first != "train" and not folder.done("train") and not _untrained_source(folder):
         missing.insert(0, "train")
     if missing and first != "report":  # a report shows whatever has run
@@ -755,7 +755,7 @@ def _stage_report(ctx: StageContext, quiet: bool = False) -> dict[str, Any]:
     report["seconds"] = {
         k: v for s in folder.state()["stages"].values() for k, v in s["seconds"].items()
     }
-    report["stages"] = list(folder.state()["stages"])
+    report["stages"] = [s for s in STAGES if s in folder.state()["stages"]]
     lowered = Graph.load(folder.path / "model.qfab.npz").lowered if folder.done("lower") else None
     if lowered is not None:
         from sim.layers import layer_table

@@ -50,6 +50,42 @@ STAGE_FILES = {
     "report": ("report.json", "report.html"),
 }
 
+#: The stage whose files each stage reads (``report`` reads every part). Re-running a
+#: stage clears the stages that depend on it, and only those: a new ``sim.vectors`` keeps
+#: the synthesis results, which do not depend on the simulation.
+READS = {
+    "train": None,
+    "export": "train",
+    "lower": "export",
+    "gen": "lower",
+    "sim": "gen",
+    "synth": "gen",
+    "report": None,
+}
+
+
+def ancestors(stage: str) -> list[str]:
+    """The stages whose files ``stage`` reads, directly or not, earliest first."""
+    chain = []
+    up = READS[stage]
+    while up is not None:
+        chain.insert(0, up)
+        up = READS[up]
+    return chain
+
+
+def dependents(stage: str) -> list[str]:
+    """``stage`` and every stage that reads its files, directly or not (and the report)."""
+    found = [stage]
+    for s in STAGES:
+        up = READS[s]
+        while up is not None and up not in found:
+            up = READS[up]
+        if up is not None and s not in found:
+            found.append(s)
+    return [s for s in STAGES if s in found or s == "report"]
+
+
 CONFIG_FILE = "config.yaml"
 PARTS = "parts"
 
@@ -167,9 +203,10 @@ class RunFolder:
         self.write_state(state)
 
     def forget_from(self, stage: str) -> None:
-        """Remove what ``stage`` and every later stage wrote: they will run again."""
+        """Remove what ``stage`` and the stages depending on it wrote (:func:`dependents`):
+        they will run again."""
         state = self.state()
-        for later in STAGES[STAGES.index(stage) :]:
+        for later in dependents(stage):
             state["stages"].pop(later, None)
             (self.path / PARTS / f"{later}.json").unlink(missing_ok=True)
             if later in ("train", "export"):

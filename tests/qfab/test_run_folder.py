@@ -63,3 +63,19 @@ def test_parts_merge_in_stage_order_and_forgetting_a_stage_clears_the_later_ones
 def test_a_folder_without_a_config_is_not_a_run_folder(tmp_path):
     with pytest.raises(ConfigError, match="not a qfab run folder"):
         RunFolder(tmp_path).config()
+
+
+def test_rerunning_a_stage_clears_only_the_stages_that_read_its_files(tmp_path):
+    from qfab.run_folder import ancestors, dependents
+
+    assert dependents("sim") == ["sim", "report"]  # synthesis does not read the simulation
+    assert dependents("gen") == ["gen", "sim", "synth", "report"]
+    assert dependents("train") == list(STAGES)
+    assert ancestors("synth") == ["train", "export", "lower", "gen"]
+    folder = RunFolder(tmp_path)
+    for stage in ("gen", "sim", "synth"):
+        folder.record(stage, {stage: True}, {})
+    (tmp_path / "synth").mkdir()
+    folder.forget_from("sim")
+    assert folder.done("gen") and folder.done("synth") and not folder.done("sim")
+    assert (tmp_path / "synth").is_dir()
