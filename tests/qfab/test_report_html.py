@@ -601,9 +601,9 @@ def test_a_real_run_renders_in_chromium_with_every_figure(tmp_path):
     cfg.write_text(
         "model: {hidden: [16], weight_bits: 2, act_bits: 2}\n"
         "train: {epochs: 2}\n"
-        "hw: {backend: rtl, fifo_sizing: 'off'}\n"
+        "hw: {backend: both}\n"  # as the demo: RTL and HLS, FIFOs sized, synthesized
         "sim: {simulator: icarus, vectors: 10}\n"
-        "synth: {enabled: false}\n"  # Yosys doubles the test's time; fast tests cover LUTs
+        "synth: {part: xc7z020}\n"  # flat totals and the per-unit run
     )
     out = tmp_path / "run"
     assert main(["run", str(cfg), "--out", str(out)]) == 0
@@ -614,12 +614,12 @@ def test_a_real_run_renders_in_chromium_with_every_figure(tmp_path):
     assert_self_contained(html)
     expected = set(figures(html))
     assert set(figures(written)) == expected
-    assert {"fig-accuracy-bits", "fig-layer-cycles"} <= expected
-    assert "synthesis off" in section(html, "resources")
-    # levels 1 and 2 and QONNX held; level 3 did not run (backend rtl)
-    assert section(html, "equalities").count('class="row-pass"') == 3
+    assert {"fig-accuracy-bits", "fig-layer-cycles", "fig-layer-resources"} <= expected
+    report = json.loads((out / "report.json").read_text())
+    assert f"{report['resources']['LUT']:,}" in section(html, "resources")
+    # levels 1, 2, 3 and QONNX held
     eq = section(html, "equalities")
-    assert 'class="row-fail"' not in eq and "backend rtl: no HLS C++" in eq
+    assert eq.count('class="row-pass"') == 4 and 'class="row-fail"' not in eq
 
     shot = tmp_path / "report.png"
     done = headless(browser, tmp_path / "profile", f"--screenshot={shot}", page.as_uri())
@@ -648,5 +648,5 @@ def test_a_real_run_renders_in_chromium_with_every_figure(tmp_path):
     shutil.copy(out / "model.qfab.npz", other / "model.qfab.npz")
     cmp_page = write_comparison_report([out, other], tmp_path / "compare.html")
     sizes = rendered_figures(browser, cmp_page, tmp_path)
-    assert {"fig-accuracy-bytes", "fig-accuracy-bits"} == set(sizes)  # no LUTs: synth off
+    assert {"fig-accuracy-lut", "fig-accuracy-bytes", "fig-accuracy-bits"} == set(sizes)
     assert all(s["svg_w"] > 100 and s["svg_h"] > 100 for s in sizes.values()), sizes
