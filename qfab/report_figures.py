@@ -152,9 +152,13 @@ def front_figure(
     order = front[np.argsort(pts[front, 1], kind="stable")]
     ax.step(pts[order, 1], 100 * pts[order, 0], where="post", color="C3", label="Pareto front")
     ax.scatter(pts[order, 1], 100 * pts[order, 0], color="C3", marker="D", s=40, zorder=3)
-    for r, (acc, cost) in zip(have, pts, strict=True):
+    for i in order:  # only the front is named: every run is in the table above
         ax.annotate(
-            r["name"], (cost, 100 * acc), fontsize=7, xytext=(4, 3), textcoords="offset points"
+            have[i]["name"],
+            (pts[i, 1], 100 * pts[i, 0]),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
         )
     ax.set_xlabel(cost_label)
     ax.set_ylabel("test accuracy (%)")
