@@ -174,8 +174,9 @@ class RunFolder:
         stages of this folder may run from another directory."""
         data = cfg.model_dump(mode="json", exclude_unset=True)
         dataset = data.get("dataset")
-        if isinstance(dataset, dict) and dataset.get("path"):
-            dataset["path"] = str(Path(dataset["path"]).resolve())
+        if isinstance(dataset, dict) and dataset.get("path") and Path(dataset["path"]).exists():
+            dataset["path"] = str(Path(dataset["path"]).resolve())  # (a missing one is named
+            # as written when the train stage refuses it)
         (self.path / CONFIG_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
 
     # -- state ----------------------------------------------------------------

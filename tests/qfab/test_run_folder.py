@@ -79,3 +79,15 @@ def test_rerunning_a_stage_clears_only_the_stages_that_read_its_files(tmp_path):
     folder.forget_from("sim")
     assert folder.done("gen") and folder.done("synth") and not folder.done("sim")
     assert (tmp_path / "synth").is_dir()
+
+
+def test_a_relative_data_set_path_is_stored_resolved(tmp_path, monkeypatch):
+    """Stage commands may run from another directory than the run did."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "d.npz").write_bytes(b"")
+    cfg = apply_overrides({"dataset": {"name": "npz", "path": "data/d.npz"}}, [], "c")
+    (tmp_path / "run").mkdir()
+    RunFolder(tmp_path / "run").write_config(cfg)
+    monkeypatch.chdir(tmp_path / "run")
+    assert RunFolder(tmp_path / "run").config().dataset_path == str(tmp_path / "data" / "d.npz")
