@@ -49,15 +49,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from qfab.flow import atomic_output, run_stages
-    from qfab.run_folder import RunFolder
+    from qfab.flow import run_flow
 
-    cfg = _config_with(args)
-    with atomic_output(Path(args.out)) as work:
-        folder = RunFolder(work, shown=Path(args.out))
-        folder.write_config(cfg)
-        run_stages(folder, make_console(), "train", "train")
-        run_stages(folder, make_console(), "report")
+    run_flow(_config_with(args), Path(args.out), make_console(), until="train")
     print(f"wrote {args.out}/brevitas_model.pt; next: qfab export {args.out}")
     return 0
 
@@ -71,8 +65,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 "`qfab export model.py:build`"
             )
         return _run_stage(args.source, "export", args.override)
-    from qfab.flow import atomic_output, raise_on_mismatch, run_stages
-    from qfab.run_folder import RunFolder, apply_overrides
+    from qfab.flow import run_flow
+    from qfab.run_folder import apply_overrides
     from quant_train.trace_brevitas import load_model_spec
 
     if not args.out or not args.input_shape:
@@ -89,17 +83,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     else:
         base = {}
     cfg = apply_overrides(base, args.override or [], args.config or "defaults")
-    out = Path(args.out)
-    with atomic_output(out) as work:
-        folder = RunFolder(work, shown=out)
-        folder.write_config(cfg)
-        folder.write_state({"stages": {}, "source": {"brevitas": args.source}})
-        console = make_console()
-        report = run_stages(folder, console, "export", "export", brevitas=(model, shape))
-        if not report.get("mismatch"):
-            report = run_stages(folder, console, "report")
-    raise_on_mismatch(report, out)
-    print(f"wrote {out}/model.qfab.npz; next: qfab lower {out}")
+    run_flow(
+        cfg, Path(args.out), make_console(), brevitas=(model, shape, args.source), until="export"
+    )
+    print(f"wrote {args.out}/model.qfab.npz; next: qfab lower {args.out}")
     return 0
 
 
@@ -118,10 +105,11 @@ def _shape(text: str) -> tuple[int, ...]:
 
 def _run_stage(run_dir: str, stage: str, overrides: list[str] | None) -> int:
     from qfab.flow import rerun_stage
+    from qfab.run_folder import STAGES
 
     rerun_stage(Path(run_dir), stage, overrides or [], make_console())
-    after = {"train": "export", "export": "lower", "lower": "gen", "gen": "sim", "sim": "synth"}
-    nxt = f"; next: qfab {after[stage]} {run_dir}" if stage in after else ""
+    after = STAGES[STAGES.index(stage) + 1] if stage != "report" else "report"
+    nxt = f"; next: qfab {after} {run_dir}" if after != "report" else ""
     print(f"{stage}: done, {run_dir}/report.json updated{nxt}")
     return 0
 

@@ -169,15 +169,20 @@ def run_flow(
     console: Console | None = None,
     from_ir: Path | None = None,
     reuse: Path | None = None,
+    brevitas: tuple[Any, tuple[int, ...], str] | None = None,
+    until: str = "report",
 ) -> dict[str, Any]:
-    """Run every stage, write ``out/{model.qfab.npz, model.onnx, rtl/, report.json, ...}``;
-    return the report.
+    """A new run folder ``out`` (``model.qfab.npz``, ``model.onnx``, ``rtl/``,
+    ``report.json``, ...): the stages from the first one the model's source needs through
+    ``until``, then the report; returns the report.
 
-    ``from_ir``: start from an exported IR file (e.g. ``qfab compress``'s
-    ``model.qfab.npz``) instead of training; the data set still gives the test vectors.
-    ``reuse``: a run folder whose trained and exported model this config shares (same
-    ``dataset``, ``model``, ``train`` and ``compress``, checked): its train and export
-    stages are copied and the run starts at ``lower`` (a sweep over foldings trains once).
+    The model comes from training (the default), from ``from_ir`` (an exported IR file,
+    e.g. ``qfab compress``'s ``model.qfab.npz``; the data set still gives the test
+    vectors), from ``reuse`` (a run folder whose trained and exported model this config
+    shares: same ``dataset``, ``model``, ``train`` and ``compress``, checked; its train and
+    export stages are copied and the run starts at ``lower``: a sweep over foldings trains
+    once), or from ``brevitas`` (``(model, input_shape, label)``: the user's own Brevitas
+    model, traced at export). ``until`` stops early: ``qfab train`` is ``until="train"``.
 
     A failed equality is a finished run, not a partial one: the folder is kept (the
     report names the first mismatch, the IR and RTL are there to inspect) and the
@@ -191,11 +196,32 @@ def run_flow(
         if from_ir is not None:
             folder.write_state({"stages": {}, "source": {"ir": str(Path(from_ir).resolve())}})
             first = "export"
+        elif brevitas is not None:
+            folder.write_state({"stages": {}, "source": {"brevitas": brevitas[2]}})
+            first = "export"
         elif reuse is not None:
             copy_trained(Path(reuse), folder, cfg)
             first = "lower"
-        report = run_stages(folder, console, first, from_ir=from_ir)
+        report = _stages_then_report(
+            folder,
+            console,
+            first,
+            until,
+            from_ir=from_ir,
+            brevitas=brevitas[:2] if brevitas else None,
+        )
     raise_on_mismatch(report, Path(out))
+    return report
+
+
+def _stages_then_report(
+    folder: RunFolder, console: Console, first: str, last: str, **source: Any
+) -> dict[str, Any]:
+    """:func:`run_stages` ``first`` .. ``last``, then the report stage (unless a level-1
+    mismatch already ended the run with its report)."""
+    report = run_stages(folder, console, first, last, **source)
+    if last != "report" and not report.get("mismatch"):
+        report = run_stages(folder, console, "report")
     return report
 
 
@@ -231,9 +257,7 @@ def rerun_stage(
         if overrides:
             data = cfg.model_dump(mode="json", exclude_unset=True)
             folder.write_config(apply_overrides(data, overrides, str(path / "config.yaml")))
-        report = run_stages(folder, console, stage, stage)
-        if stage != "report" and not report.get("mismatch"):
-            report = run_stages(folder, console, "report")
+        report = _stages_then_report(folder, console, stage, stage)
     raise_on_mismatch(report, path)
     return report
 
@@ -379,11 +403,12 @@ class StageContext:
     def graph(self) -> Graph:
         return Graph.load(self.work / "model.qfab.npz")
 
-    def check_pool(self) -> np.ndarray:
-        """The integer vectors golden compares the two graph levels on (and FIFO sizing
-        and the sparse model run): up to 1,000 of test then training data."""
+    def check_pool(self, graph: Graph) -> np.ndarray:
+        """The integer vectors (quantized by ``graph``'s input node) golden compares the
+        two graph levels on, and FIFO sizing and the sparse model run on: up to 1,000 of
+        test then training data."""
         pool = np.concatenate([self.data.x_test, self.data.x_train])
-        return quantize_input(self.graph().nodes[0], pool[: min(len(pool), 1000)])
+        return quantize_input(graph.nodes[0], pool[: min(len(pool), 1000)])
 
 
 def _dataset_summary(data: Any) -> dict[str, Any]:
@@ -597,7 +622,7 @@ def stage_lower(ctx: StageContext) -> None:
     cfg, work = ctx.cfg, ctx.work
     graph = ctx.graph()
     graph.lowered = None
-    x_check = ctx.check_pool()
+    x_check = ctx.check_pool(graph)
     with ctx.log.stage("lower", "lower to the hardware graph (passes, folding)"):
         hw = lower(graph, **hardware_settings(cfg))
     held: dict[str, int] = {}
@@ -699,7 +724,7 @@ def stage_sim(ctx: StageContext) -> None:
     if any(n.op == "SparseMVAU" for n in stored.lowered.nodes):
         # the sparse engines' cycles depend on the data: modelled on the simulated vectors
         ctx.part["perf"] = json.loads(json.dumps(ctx.folder.part("gen")["perf"]))
-        _sparse_perf(stored.lowered, ctx.check_pool()[: cfg.sim.vectors], ctx.part)
+        _sparse_perf(stored.lowered, ctx.check_pool(stored)[: cfg.sim.vectors], ctx.part)
     if (work / "hls").is_dir():  # Vitis' C/RTL co-simulation bench: golden's output beats
         from hw_gen.hls.vitis import write_testbench
 
